@@ -1,0 +1,102 @@
+# Tollgate: build manual.
+#
+#   make            build build/tollgate (the gateway) from runtime/*.c
+#   make run        install what is missing, build, and start examples/coffee-shop
+#                   with its demo upstream services (Ctrl-C stops everything)
+#   make test       install what is missing, build, and run every test:
+#                   C unit tests (spec/c), busted specs (spec/), lint
+#   make deps       install the Debian packages the build and tests need (root)
+#   make bench      run bench/run.sh: tollgate vs nginx, side by side
+#   make clean      remove build/
+#
+# Dependencies come from Debian packages only (see DEPS). LuaJIT is the
+# OpenResty fork (libluajit2-5.1-dev, luajit2). The binary exports its
+# symbols (-rdynamic) so Lua reaches the C core through ffi.C.
+#
+# Variables: CC, CFLAGS, BUILD (output directory), SAN=1 (ASan+UBSan build
+# into build-asan/).
+
+CC      ?= cc
+BUILD   ?= build
+PREFIX  ?= /usr/local
+DATADIR ?= $(PREFIX)/share/tollgate
+
+DEPS = build-essential pkg-config libluajit2-5.1-dev luajit2 libev-dev libhttp-parser-dev \
+       libssl-dev libjwt-dev libyaml-dev lua-busted lua-cjson lua-socket lua-check \
+       wrk nginx-light curl
+
+LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
+LUAJIT_LIBS   := $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1)
+
+WARN    = -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes
+CFLAGS ?= -O2 -g
+ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(LUAJIT_CFLAGS) -D_GNU_SOURCE \
+             -DTG_DATADIR='"$(DATADIR)"' -fno-strict-aliasing
+LDLIBS  = $(LUAJIT_LIBS) -lev -lhttp_parser -lyaml -lpthread -lm -ldl
+LDFLAGS += -rdynamic
+
+ifeq ($(SAN),1)
+BUILD = build-asan
+ALL_CFLAGS += -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+SRCS := $(wildcard runtime/*.c)
+OBJS := $(SRCS:runtime/%.c=$(BUILD)/%.o)
+HDRS := $(wildcard runtime/*.h)
+CTESTS := $(patsubst spec/c/%.c,$(BUILD)/spec/%,$(wildcard spec/c/test_*.c))
+
+.PHONY: all run test deps bench clean check-c lint busted
+
+all: $(BUILD)/tollgate
+
+$(BUILD)/tollgate: $(OBJS)
+	$(CC) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
+
+$(BUILD)/%.o: runtime/%.c $(HDRS) | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD):
+	mkdir -p $(BUILD) $(BUILD)/spec
+
+# C unit tests include the .c file they test.
+$(BUILD)/spec/%: spec/c/%.c $(SRCS) $(HDRS) | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -O1 -fsanitize=address,undefined -Iruntime -o $@ $< \
+	    $(LDLIBS) -fsanitize=address,undefined
+
+deps:
+	@missing=""; for p in $(DEPS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" \
+	        || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    if [ "$$(id -u)" != 0 ]; then echo "make deps needs root (apt-get install -y$$missing)"; exit 1; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+check-c: $(CTESTS)
+	@for t in $(CTESTS); do echo "== $$t"; $$t || exit 1; done
+
+lint:
+	luacheck -q lua policies spec examples
+
+busted: $(BUILD)/tollgate
+	TOLLGATE_BIN=$(abspath $(BUILD)/tollgate) busted --lua=luajit
+
+test: deps
+	$(MAKE) all
+	$(MAKE) check-c
+	$(MAKE) lint
+	$(MAKE) busted
+
+run: deps
+	$(MAKE) all
+	./examples/coffee-shop/run.sh
+
+bench: deps
+	$(MAKE) all
+	./bench/run.sh
+
+clean:
+	rm -rf build build-asan

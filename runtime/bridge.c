@@ -1,0 +1,348 @@
+/*
+ * bridge.c: the worker's LuaJIT state and the request coroutines.
+ *
+ * A coroutine runs tollgate.runtime's request loop: it receives a request
+ * pointer, handles it (yielding codes from enum tg_yield), and yields DONE
+ * when it is ready for the next request. Coroutines are pooled; one that
+ * failed or was abandoned mid-request is dropped for the GC to collect.
+ * Every resume ends by handing the yield code to the connection, and the
+ * bridge touches nothing after that, since the connection may have moved
+ * on to the next request (and this coroutine with it).
+ */
+#include <errno.h>
+#include <lauxlib.h>
+#include <limits.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "bridge.h"
+#include "conn.h"
+#include "worker.h"
+#include "yamlcfg.h"
+
+#ifndef TG_DATADIR
+#define TG_DATADIR "/usr/local/share/tollgate"
+#endif
+
+typedef struct slot {
+    lua_State *co;   /* NULL: empty, a coroutine is made on next use */
+    int ref;         /* registry reference anchoring co */
+} slot_t;
+
+static slot_t *slots;
+static int nslots, capslots;
+static int *freelist;
+static int nfree;
+static int main_ref = LUA_NOREF;
+static char errbuf[4096];
+
+/* ---- the state ------------------------------------------------------------ */
+
+/* Where lua/ and policies/ live: $TOLLGATE_HOME, the build tree the binary
+ * sits in, or the install prefix. */
+static const char *home_dir(void)
+{
+    static char home[PATH_MAX];
+    const char *env = getenv("TOLLGATE_HOME");
+    if (env && *env)
+        return env;
+    ssize_t n = readlink("/proc/self/exe", home, sizeof(home) - 32);
+    if (n > 0) {
+        home[n] = '\0';
+        char *slash = strrchr(home, '/');
+        if (slash) {
+            *slash = '\0';
+            slash = strrchr(home, '/');
+            if (slash) {
+                *slash = '\0';
+                char probe[PATH_MAX + 40];
+                snprintf(probe, sizeof(probe), "%s/lua/tollgate/runtime.lua", home);
+                if (access(probe, R_OK) == 0)
+                    return home;
+            }
+        }
+    }
+    return TG_DATADIR;
+}
+
+lua_State *tg_lua_new(void)
+{
+    lua_State *L = luaL_newstate();
+    if (L == NULL) {
+        tg_log_error("cannot create a Lua state (out of memory)");
+        abort();
+    }
+    luaL_openlibs(L);
+
+    const char *home = home_dir();
+    lua_getglobal(L, "package");
+    lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua;", home, home);
+    lua_getfield(L, -2, "path");
+    lua_concat(L, 2);
+    lua_setfield(L, -2, "path");
+
+    /* The C YAML loader, as module "tollgate.cyaml". */
+    lua_getfield(L, -1, "loaded");
+    lua_newtable(L);
+    tg_yaml_register(L);
+    lua_pushstring(L, home);
+    lua_setfield(L, -2, "home");
+    lua_setfield(L, -2, "tollgate.cyaml");
+    lua_pop(L, 2);
+    return L;
+}
+
+void tg_lua_close(lua_State *L)
+{
+    for (int i = 0; i < nslots; i++)
+        slots[i].co = NULL;
+    free(slots);
+    free(freelist);
+    slots = NULL;
+    freelist = NULL;
+    nslots = capslots = nfree = 0;
+    main_ref = LUA_NOREF;
+    lua_close(L);
+}
+
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL)
+        msg = "(error object is not a string)";
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+static double num_field(lua_State *L, int idx, const char *name, double dflt)
+{
+    lua_getfield(L, idx, name);
+    double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : dflt;
+    lua_pop(L, 1);
+    return v;
+}
+
+static char *str_field(lua_State *L, int idx, const char *name, const char *dflt)
+{
+    lua_getfield(L, idx, name);
+    const char *v = lua_isstring(L, -1) ? lua_tostring(L, -1) : dflt;
+    char *copy = v ? tg_strndup(v, strlen(v)) : NULL;
+    lua_pop(L, 1);
+    return copy;
+}
+
+static void read_settings(lua_State *L, int idx, tg_settings_t *s)
+{
+    tg_settings_free(s);
+    tg_settings_defaults(s);
+    s->workers = (int) num_field(L, idx, "workers", s->workers);
+    s->head_timeout = num_field(L, idx, "head_timeout", s->head_timeout);
+    s->body_timeout = num_field(L, idx, "body_timeout", s->body_timeout);
+    s->keepalive_timeout = num_field(L, idx, "keepalive_timeout", s->keepalive_timeout);
+    s->send_timeout = num_field(L, idx, "send_timeout", s->send_timeout);
+    s->shutdown_timeout = num_field(L, idx, "shutdown_timeout", s->shutdown_timeout);
+    s->max_head_size = (size_t) num_field(L, idx, "max_head_size", (double) s->max_head_size);
+    s->max_body_size = (uint64_t) num_field(L, idx, "max_body_size", (double) s->max_body_size);
+    s->max_connections = (int) num_field(L, idx, "max_connections", s->max_connections);
+    s->max_keepalive_requests =
+        (int) num_field(L, idx, "max_keepalive_requests", s->max_keepalive_requests);
+    s->upstream_connect_timeout =
+        num_field(L, idx, "upstream_connect_timeout", s->upstream_connect_timeout);
+    s->upstream_timeout = num_field(L, idx, "upstream_timeout", s->upstream_timeout);
+    s->upstream_idle_timeout = num_field(L, idx, "upstream_idle_timeout", s->upstream_idle_timeout);
+    s->upstream_keepalive = (int) num_field(L, idx, "upstream_keepalive", s->upstream_keepalive);
+    s->log_level = (int) num_field(L, idx, "log_level", s->log_level);
+    free(s->access_log);
+    s->access_log = str_field(L, idx, "access_log", "stdout");
+
+    lua_getfield(L, idx, "listen");
+    if (lua_istable(L, -1)) {
+        int n = (int) lua_objlen(L, -1);
+        for (int i = 1; i <= n && s->nlisten < TG_MAX_LISTEN; i++) {
+            lua_rawgeti(L, -1, i);
+            tg_listen_t *l = &s->listen[s->nlisten++];
+            l->host = str_field(L, -1, "host", "0.0.0.0");
+            l->port = (int) num_field(L, -1, "port", 8080);
+            l->fd = -1;
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+}
+
+int tg_lua_load_config(lua_State *L, const char *path, tg_settings_t *s, int serve,
+                       const char **err)
+{
+    int top = lua_gettop(L);
+    lua_pushcfunction(L, traceback);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "tollgate.runtime");
+    if (lua_pcall(L, 1, 1, top + 1) != 0)
+        goto failed;
+    lua_getfield(L, -1, "load");
+    lua_pushstring(L, path);
+    lua_pushboolean(L, serve);
+    if (lua_pcall(L, 2, 2, top + 1) != 0)
+        goto failed;
+    if (lua_isnil(L, -2)) {
+        /* An expected failure: a config error, already a clear sentence. */
+        snprintf(errbuf, sizeof(errbuf), "%s", lua_tostring(L, -1));
+        *err = errbuf;
+        lua_settop(L, top);
+        return TG_ERROR;
+    }
+    lua_pop(L, 1);
+    read_settings(L, lua_gettop(L), s);
+    if (serve) {
+        lua_getfield(L, -2, "main"); /* the request loop of tollgate.runtime */
+        if (main_ref != LUA_NOREF)
+            luaL_unref(L, LUA_REGISTRYINDEX, main_ref);
+        main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_settop(L, top);
+    return TG_OK;
+
+failed:
+    snprintf(errbuf, sizeof(errbuf), "%s", lua_tostring(L, -1));
+    *err = errbuf;
+    lua_settop(L, top);
+    return TG_ERROR;
+}
+
+/* ---- coroutines --------------------------------------------------------------- */
+
+static int take_slot(void)
+{
+    lua_State *L = tg_worker.L;
+    int i;
+
+    if (nfree) {
+        i = freelist[--nfree];
+    } else {
+        if (nslots == capslots) {
+            capslots = capslots ? capslots * 2 : 64;
+            slots = tg_realloc(slots, (size_t) capslots * sizeof(*slots));
+            freelist = tg_realloc(freelist, (size_t) capslots * sizeof(*freelist));
+        }
+        i = nslots++;
+        slots[i].co = NULL;
+    }
+    if (slots[i].co == NULL) {
+        lua_State *co = lua_newthread(L);
+        slots[i].ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        slots[i].co = co;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, main_ref);
+        lua_xmove(L, co, 1);
+    }
+    return i;
+}
+
+static void put_slot(int i)
+{
+    freelist[nfree++] = i;
+}
+
+static void drop_slot(int i)
+{
+    luaL_unref(tg_worker.L, LUA_REGISTRYINDEX, slots[i].ref);
+    slots[i].co = NULL;
+    freelist[nfree++] = i;
+}
+
+static void resume(tg_req_t *r, int nargs)
+{
+    lua_State *co = slots[r->co].co;
+    int code;
+
+    r->lua = TG_LUA_RUNNING;
+    int rc = lua_resume(co, nargs);
+    if (rc == LUA_YIELD) {
+        code = (int) lua_tointeger(co, -1);
+        lua_settop(co, 0);
+        if (code == TG_YIELD_DONE) {
+            put_slot(r->co);
+            r->co = -1;
+        }
+    } else {
+        /* Policy errors are caught in Lua; this is a framework error. */
+        const char *msg = lua_tostring(co, -1);
+        tg_log_error("request %s: Lua error: %s", r->id, msg ? msg : "(no message)");
+        drop_slot(r->co);
+        r->co = -1;
+        if (!r->resp_started) {
+            r->error = "Lua error";
+            tg_req_local_response(r, 500, "Internal Server Error");
+        }
+        code = TG_YIELD_DONE;
+    }
+    tg_conn_lua_yielded(r, code);
+}
+
+void tg_lua_start(tg_req_t *r)
+{
+    r->co = take_slot();
+    lua_pushlightuserdata(slots[r->co].co, r);
+    resume(r, 1);
+}
+
+void tg_lua_resume(tg_req_t *r, int arg)
+{
+    if (r->co < 0)
+        return;
+    lua_pushinteger(slots[r->co].co, arg);
+    resume(r, 1);
+}
+
+void tg_lua_log(tg_req_t *r)
+{
+    if (r->co < 0) {
+        tg_conn_lua_yielded(r, TG_YIELD_DONE);
+        return;
+    }
+    resume(r, 0);
+}
+
+void tg_lua_abandon(tg_req_t *r)
+{
+    ev_timer_stop(tg_worker.loop, &r->lua_timer);
+    if (r->co >= 0 && r->lua != TG_LUA_RUNNING) {
+        drop_slot(r->co);
+        r->co = -1;
+    }
+    r->lua = TG_LUA_NONE;
+}
+
+/* ---- FFI: async operations ------------------------------------------------------ */
+
+static void on_sleep(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    tg_req_t *r = tg_container_of(w, tg_req_t, lua_timer);
+    tg_unused(loop);
+    tg_unused(revents);
+    tg_lua_resume(r, 0);
+}
+
+TG_EXPORT int tg_req_sleep(tg_req_t *r, double seconds)
+{
+    if (seconds < 0)
+        seconds = 0;
+    ev_timer_init(&r->lua_timer, on_sleep, seconds, 0);
+    ev_timer_start(tg_worker.loop, &r->lua_timer);
+    return TG_OK;
+}
+
+TG_EXPORT double tg_now(void)
+{
+    return tg_worker.loop ? ev_now(tg_worker.loop) : 0;
+}
+
+TG_EXPORT int tg_worker_id(void)
+{
+    return tg_worker.id;
+}
+
+TG_EXPORT void tg_log_line(int level, const char *msg)
+{
+    tg_log(level, "%s", msg);
+}

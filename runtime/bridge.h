@@ -1,0 +1,40 @@
+/*
+ * bridge.h: the Lua side of the worker. One LuaJIT state per worker; one
+ * coroutine per request, taken from a pool and given back when the request's
+ * Lua work is done. Lua talks to C through FFI calls that only record
+ * intentions on the request; after every resume the bridge reports the
+ * yield code to the connection, which acts on it. So no C object is ever
+ * freed under a running coroutine.
+ */
+#ifndef TG_BRIDGE_H
+#define TG_BRIDGE_H
+
+#include <lua.h>
+
+#include "req.h"
+#include "settings.h"
+
+/* Yield codes from the request coroutine (also in lua/tollgate/core.lua). */
+enum tg_yield {
+    TG_YIELD_DONE = 0,     /* Lua is done with the request: send what it set */
+    TG_YIELD_WAIT = 1,     /* an async operation was armed; resume later */
+    TG_YIELD_PROXY = 2,    /* proxy to the upstream set by tg_req_proxy() */
+    TG_YIELD_RESPOND = 3,  /* response is final; resume for the log phase at the end */
+};
+
+/* Creates a Lua state with the framework on its path. */
+lua_State *tg_lua_new(void);
+/* Loads and validates the config; fills settings. On error returns TG_ERROR
+ * with a message in err (static buffer), settings untouched. When
+ * `serve` is set the state is kept ready to handle requests. */
+int tg_lua_load_config(lua_State *L, const char *path, tg_settings_t *s, int serve,
+                       const char **err);
+void tg_lua_close(lua_State *L);
+
+/* Per request. */
+void tg_lua_start(tg_req_t *r);                 /* route + access phase */
+void tg_lua_resume(tg_req_t *r, int arg);       /* after WAIT/PROXY */
+void tg_lua_log(tg_req_t *r);                   /* after RESPOND: log phase */
+void tg_lua_abandon(tg_req_t *r);               /* the request is gone mid-coroutine */
+
+#endif

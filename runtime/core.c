@@ -1,0 +1,98 @@
+/*
+ * core.c: allocation that aborts on OOM, slices, and the error log.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tg.h"
+
+int tg_log_level = TG_LOG_INFO;
+const char *tg_process_role = "master";
+
+void *tg_malloc(size_t size)
+{
+    void *p = malloc(size ? size : 1);
+    if (tg_unlikely(p == NULL)) {
+        fprintf(stderr, "tollgate: out of memory (%zu bytes)\n", size);
+        abort();
+    }
+    return p;
+}
+
+void *tg_calloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (tg_unlikely(p == NULL)) {
+        fprintf(stderr, "tollgate: out of memory (%zu bytes)\n", n * size);
+        abort();
+    }
+    return p;
+}
+
+void *tg_realloc(void *p, size_t size)
+{
+    void *q = realloc(p, size ? size : 1);
+    if (tg_unlikely(q == NULL)) {
+        fprintf(stderr, "tollgate: out of memory (%zu bytes)\n", size);
+        abort();
+    }
+    return q;
+}
+
+char *tg_strndup(const char *s, size_t len)
+{
+    char *d = tg_malloc(len + 1);
+    memcpy(d, s, len);
+    d[len] = '\0';
+    return d;
+}
+
+int tg_str_ieq(const char *p, size_t len, const char *lower, size_t lower_len)
+{
+    if (len != lower_len)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char) p[i];
+        if (c >= 'A' && c <= 'Z')
+            c |= 0x20;
+        if (c != (unsigned char) lower[i])
+            return 0;
+    }
+    return 1;
+}
+
+void tg_log(int level, const char *fmt, ...)
+{
+    static const char *names[] = { "error", "warn", "info", "debug" };
+    char line[4096];
+    struct timespec ts;
+    struct tm tm;
+    size_t n;
+    va_list ap;
+
+    if (level > tg_log_level)
+        return;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+    n += snprintf(line + n, sizeof(line) - n, ".%03ldZ [%s] %s %d: ",
+                  ts.tv_nsec / 1000000, names[level], tg_process_role, (int) getpid());
+    va_start(ap, fmt);
+    int w = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+    va_end(ap);
+    if (w < 0)
+        w = 0;
+    n += (size_t) w;
+    if (n > sizeof(line) - 2)
+        n = sizeof(line) - 2;
+    line[n++] = '\n';
+    /* One write per line so lines from several workers never interleave. */
+    ssize_t rc;
+    do
+        rc = write(STDERR_FILENO, line, n);
+    while (rc < 0 && errno == EINTR);
+}
+

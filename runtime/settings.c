@@ -1,0 +1,36 @@
+/*
+ * settings.c: defaults for the C view of the settings. The user-facing
+ * names and their documentation are in lua/tollgate/settings.lua, which
+ * fills every field; these defaults only matter for the master before a
+ * config is read.
+ */
+#include "settings.h"
+
+void tg_settings_defaults(tg_settings_t *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->workers = 0;
+    s->head_timeout = 60;
+    s->body_timeout = 60;
+    s->keepalive_timeout = 60;
+    s->send_timeout = 60;
+    s->shutdown_timeout = 10;
+    s->max_head_size = 32768;
+    s->max_body_size = 0;
+    s->max_connections = 16384;
+    s->max_keepalive_requests = 10000;
+    s->upstream_connect_timeout = 10;
+    s->upstream_timeout = 60;
+    s->upstream_idle_timeout = 4;
+    s->upstream_keepalive = 64;
+    s->log_level = TG_LOG_INFO;
+}
+
+void tg_settings_free(tg_settings_t *s)
+{
+    for (int i = 0; i < s->nlisten; i++)
+        free(s->listen[i].host);
+    s->nlisten = 0;
+    free(s->access_log);
+    s->access_log = NULL;
+}

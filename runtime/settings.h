@@ -1,0 +1,47 @@
+/*
+ * settings.h: the process-wide settings the C core needs, read once from
+ * the Lua config model (tollgate.config) at start. Durations are seconds,
+ * sizes bytes. Defaults and their documentation live in
+ * lua/tollgate/settings.lua; this is only the C view of them.
+ */
+#ifndef TG_SETTINGS_H
+#define TG_SETTINGS_H
+
+#include "tg.h"
+
+#define TG_MAX_LISTEN 8
+
+typedef struct tg_listen {
+    char *host;       /* address to bind, e.g. "0.0.0.0" or "::1" */
+    int port;         /* 0 picks a free port (tests); the bound port is logged */
+    int fd;           /* opened by the master before forking workers */
+} tg_listen_t;
+
+typedef struct tg_settings {
+    int workers;                 /* worker processes; 0 means one per core */
+    tg_listen_t listen[TG_MAX_LISTEN];
+    int nlisten;
+
+    double head_timeout;         /* first byte to end of the request head */
+    double body_timeout;         /* between two reads of a request body */
+    double keepalive_timeout;    /* idle keep-alive connection */
+    double send_timeout;         /* between two writes that make progress */
+    double shutdown_timeout;     /* graceful stop: in-flight requests get this long */
+    size_t max_head_size;        /* request line + headers; larger gets 431 */
+    uint64_t max_body_size;      /* 0 means no limit; larger gets 413 */
+    int max_connections;         /* per worker; beyond it accepting pauses */
+    int max_keepalive_requests;  /* requests served on one client connection */
+
+    double upstream_connect_timeout;
+    double upstream_timeout;     /* default proxyTimeout: upstream inactivity */
+    double upstream_idle_timeout;/* pooled idle upstream connection lifetime */
+    int upstream_keepalive;      /* idle connections kept per upstream per worker */
+
+    char *access_log;            /* "stdout", "stderr", "off" or a file path */
+    int log_level;
+} tg_settings_t;
+
+void tg_settings_defaults(tg_settings_t *s);
+void tg_settings_free(tg_settings_t *s);
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * tg.h: what every runtime file shares: return codes, string slices,
+ * allocation that never returns NULL, container_of, and the log calls.
+ */
+#ifndef TG_H
+#define TG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+/* One return-code vocabulary, in C and across the FFI. */
+#define TG_OK        0
+#define TG_ERROR    -1
+#define TG_AGAIN    -2
+#define TG_DONE     -4
+#define TG_DECLINED -5
+
+/* Functions Lua reaches through the FFI. The binary is linked with -rdynamic
+ * so they are visible to ffi.C. */
+#define TG_EXPORT __attribute__((visibility("default")))
+
+#define tg_container_of(ptr, type, member) \
+    ((type *) ((char *) (ptr) - offsetof(type, member)))
+
+#define tg_unused(x) ((void) (x))
+#define tg_likely(x) __builtin_expect(!!(x), 1)
+#define tg_unlikely(x) __builtin_expect(!!(x), 0)
+#define tg_nelem(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A slice of bytes; never assumed NUL-terminated. */
+typedef struct tg_str {
+    const char *p;
+    size_t len;
+} tg_str_t;
+
+#define tg_str_lit(s) ((tg_str_t) { (s), sizeof(s) - 1 })
+
+/* Allocation: out of memory aborts, so call sites never test for NULL. */
+void *tg_malloc(size_t size);
+void *tg_calloc(size_t n, size_t size);
+void *tg_realloc(void *p, size_t size);
+char *tg_strndup(const char *s, size_t len);
+
+/* Case-insensitive comparison of an ASCII slice against a lower-case name. */
+int tg_str_ieq(const char *p, size_t len, const char *lower, size_t lower_len);
+
+/* Log levels; messages go to stderr, one line each. */
+enum tg_log_level { TG_LOG_ERROR, TG_LOG_WARN, TG_LOG_INFO, TG_LOG_DEBUG };
+
+extern int tg_log_level;
+extern const char *tg_process_role; /* "master" or "worker" */
+
+void tg_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define tg_log_error(...) tg_log(TG_LOG_ERROR, __VA_ARGS__)
+#define tg_log_warn(...)  tg_log(TG_LOG_WARN, __VA_ARGS__)
+#define tg_log_info(...)  tg_log(TG_LOG_INFO, __VA_ARGS__)
+#define tg_log_debug(...) do { if (tg_log_level >= TG_LOG_DEBUG) tg_log(TG_LOG_DEBUG, __VA_ARGS__); } while (0)
+
+#endif

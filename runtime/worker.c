@@ -1,0 +1,202 @@
+/*
+ * worker.c: one worker process: its loop, its Lua state, accepting on the
+ * listeners the master opened, and graceful shutdown.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "bridge.h"
+#include "conn.h"
+#include "http1.h"
+#include "log.h"
+#include "resolver.h"
+#include "upstream.h"
+#include "worker.h"
+
+tg_worker_t tg_worker;
+
+static void start_listeners(void)
+{
+    if (tg_worker.accepting || tg_worker.stopping)
+        return;
+    for (int i = 0; i < tg_worker.settings->nlisten; i++)
+        ev_io_start(tg_worker.loop, &tg_worker.listeners[i]);
+    tg_worker.accepting = 1;
+}
+
+static void stop_listeners(void)
+{
+    if (!tg_worker.accepting)
+        return;
+    for (int i = 0; i < tg_worker.settings->nlisten; i++)
+        ev_io_stop(tg_worker.loop, &tg_worker.listeners[i]);
+    tg_worker.accepting = 0;
+}
+
+static void on_accept_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    tg_unused(loop);
+    tg_unused(w);
+    tg_unused(revents);
+    if (tg_worker.nconns < tg_worker.settings->max_connections)
+        start_listeners();
+}
+
+void tg_worker_pause_accept(double seconds)
+{
+    stop_listeners();
+    ev_timer_stop(tg_worker.loop, &tg_worker.accept_retry);
+    ev_timer_set(&tg_worker.accept_retry, seconds, 0);
+    ev_timer_start(tg_worker.loop, &tg_worker.accept_retry);
+}
+
+void tg_worker_check_accept(void)
+{
+    if (tg_worker.nconns >= tg_worker.settings->max_connections && tg_worker.accepting) {
+        tg_log_rate_limited(TG_LOG_WARN, "%d connections open (maxConnections); pausing accepts",
+                            tg_worker.nconns);
+        stop_listeners();
+    }
+}
+
+void tg_worker_conn_closed(void)
+{
+    if (tg_worker.stopping) {
+        if (tg_worker.nconns == 0)
+            ev_break(tg_worker.loop, EVBREAK_ALL);
+        return;
+    }
+    if (!tg_worker.accepting && !ev_is_active(&tg_worker.accept_retry) &&
+        tg_worker.nconns < tg_worker.settings->max_connections)
+        start_listeners();
+}
+
+static void on_shutdown_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    tg_unused(w);
+    tg_unused(revents);
+    tg_log_warn("shutdown timeout: closing %d connections still busy", tg_worker.nconns);
+    tg_conns_close_all();
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    tg_unused(revents);
+    if (w->signum == SIGQUIT) {
+        tg_conns_close_all();
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    if (tg_worker.stopping)
+        return;
+    tg_worker.stopping = 1;
+    stop_listeners();
+    ev_timer_stop(loop, &tg_worker.accept_retry);
+    tg_conns_close_idle();
+    tg_peers_close_idle();
+    if (tg_worker.nconns == 0) {
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    tg_log_info("stopping: waiting for %d connections", tg_worker.nconns);
+    ev_timer_init(&tg_worker.shutdown_timer, on_shutdown_timeout,
+                  tg_worker.settings->shutdown_timeout, 0);
+    ev_timer_start(loop, &tg_worker.shutdown_timer);
+}
+
+/* End of each loop turn: free what was closed, flush the access log. */
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    tg_unused(loop);
+    tg_unused(w);
+    tg_unused(revents);
+    tg_conns_free_closed();
+    tg_upstream_free_closed();
+    tg_access_log_flush();
+}
+
+static void copy_runtime_settings(tg_settings_t *dst, const tg_settings_t *src)
+{
+    /* Everything but the listeners, which the master opened. */
+    tg_listen_t listen[TG_MAX_LISTEN];
+    int nlisten = dst->nlisten;
+    memcpy(listen, dst->listen, sizeof(listen));
+    char *access_log = dst->access_log;
+    *dst = *src;
+    memcpy(dst->listen, listen, sizeof(listen));
+    dst->nlisten = nlisten;
+    dst->access_log = access_log;
+}
+
+int tg_worker_run(tg_settings_t *s, const char *config_path, int id)
+{
+    sigset_t none;
+    const char *err = NULL;
+    tg_settings_t loaded;
+
+    tg_process_role = "worker";
+    tg_worker.id = id;
+    tg_worker.settings = s;
+    prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the master */
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+
+    tg_worker.loop = ev_loop_new(EVFLAG_AUTO);
+    if (tg_worker.loop == NULL) {
+        tg_log_error("cannot create an event loop");
+        return 2;
+    }
+    tg_worker.L = tg_lua_new();
+    tg_settings_defaults(&loaded);
+    if (tg_lua_load_config(tg_worker.L, config_path, &loaded, 1, &err) != TG_OK) {
+        tg_log_error("%s", err);
+        return 2;
+    }
+    for (int i = 0; i < loaded.nlisten; i++)
+        free(loaded.listen[i].host);
+    free(loaded.access_log);
+    loaded.access_log = NULL;
+    loaded.nlisten = 0;
+    copy_runtime_settings(s, &loaded);
+    tg_log_level = s->log_level;
+    if (tg_access_log_open(s->access_log, &err) != TG_OK) {
+        tg_log_error("cannot open the access log %s: %s", s->access_log, err);
+        return 2;
+    }
+    tg_http1_init(s->max_head_size);
+
+    for (int i = 0; i < s->nlisten; i++) {
+        ev_io_init(&tg_worker.listeners[i], tg_conn_accept, s->listen[i].fd, EV_READ);
+        tg_worker.listeners[i].data = (void *) (uintptr_t) s->listen[i].port;
+    }
+    ev_init(&tg_worker.accept_retry, on_accept_retry);
+    ev_signal_init(&tg_worker.sigterm, on_stop, SIGTERM);
+    ev_signal_init(&tg_worker.sigint, on_stop, SIGINT);
+    ev_signal_init(&tg_worker.sigquit, on_stop, SIGQUIT);
+    ev_signal_start(tg_worker.loop, &tg_worker.sigterm);
+    ev_signal_start(tg_worker.loop, &tg_worker.sigint);
+    ev_signal_start(tg_worker.loop, &tg_worker.sigquit);
+    ev_prepare_init(&tg_worker.prepare, on_prepare);
+    ev_prepare_start(tg_worker.loop, &tg_worker.prepare);
+    start_listeners();
+
+    if (getppid() == 1) /* the master died before prctl took effect */
+        return 0;
+    tg_log_debug("worker %d ready", id);
+    ev_run(tg_worker.loop, 0);
+
+    tg_conns_close_all();
+    tg_conns_free_closed();
+    tg_resolver_stop();
+    tg_peers_free();
+    tg_access_log_close();
+    tg_lua_close(tg_worker.L);
+    tg_worker.L = NULL;
+    ev_loop_destroy(tg_worker.loop);
+    tg_worker.loop = NULL;
+    tg_buf_drain_cache();
+    return 0;
+}

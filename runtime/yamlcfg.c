@@ -1,0 +1,860 @@
+/*
+ * Tollgate YAML loader: libyaml events -> Lua values plus line marks.
+ * The contract is in yaml.h.
+ *
+ * Resource discipline: the libyaml parser and the one live event belong
+ * to the public entry point (struct loader lives in its C frame).  All the
+ * Lua building runs in build(), called through lua_pcall, and may raise
+ * Lua errors freely (loader errors and out-of-memory alike): the entry
+ * point always deletes the event and the parser after lua_pcall returns,
+ * then turns an error into nil, message.
+ */
+
+/* fileno/fstat are POSIX; must precede every system header. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include <yaml.h>
+
+#include "yamlcfg.h"
+
+#include <lauxlib.h>
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAX_DEPTH 256
+#define CORE_PREFIX "tag:yaml.org,2002:"
+
+/* Where the YAML text comes from; exactly one of text and file is set.
+ * Kept so reader errors (which only carry a byte offset) get a line. */
+struct source {
+    const char *name;       /* file name used in messages */
+    const char *text;       /* string input */
+    size_t len;
+    FILE *file;             /* file input */
+};
+
+struct loader {
+    yaml_parser_t parser;
+    yaml_event_t event;     /* current event, owned while has_event */
+    int has_event;
+    struct source src;
+    int anchors;            /* stack slots inside build(): anchor -> value */
+    int seqs;               /* set of tables made from sequences */
+    int marks;              /* the weak-keyed marks table returned */
+};
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                               */
+
+/* Raises "<name>:<line>:<column>: <message>" for a libyaml mark. */
+static int fail(lua_State *L, struct loader *ld, yaml_mark_t mark,
+                const char *fmt, ...)
+{
+    va_list ap;
+
+    lua_pushfstring(L, "%s:%d:%d: ", ld->src.name, (int)mark.line + 1,
+                    (int)mark.column + 1);
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
+/* Turns a byte offset of the input into a 0-based line and column. */
+static yaml_mark_t locate(const struct source *src, size_t offset)
+{
+    yaml_mark_t mark = { offset, 0, 0 };
+    size_t i;
+    int c;
+
+    if (src->text) {
+        for (i = 0; i < offset && i < src->len; i++) {
+            if (src->text[i] == '\n') {
+                mark.line++;
+                mark.column = 0;
+            } else {
+                mark.column++;
+            }
+        }
+    } else if (src->file && fseek(src->file, 0, SEEK_SET) == 0) {
+        for (i = 0; i < offset && (c = getc(src->file)) != EOF; i++) {
+            if (c == '\n') {
+                mark.line++;
+                mark.column = 0;
+            } else {
+                mark.column++;
+            }
+        }
+    }
+    return mark;
+}
+
+/* Raises the parser's error: problem at problem_mark, plus the context
+ * ("while parsing a block mapping") and where that context started. */
+static int fail_parse(lua_State *L, struct loader *ld)
+{
+    yaml_parser_t *p = &ld->parser;
+    const char *problem = p->problem ? p->problem : "unknown YAML error";
+    char value[32];
+
+    switch (p->error) {
+    case YAML_MEMORY_ERROR:
+        return fail(L, ld, p->mark, "out of memory while parsing YAML");
+    case YAML_READER_ERROR:
+        /* Reader errors carry only a byte offset (problem_mark is unset). */
+        value[0] = '\0';
+        if (p->problem_value != -1)
+            snprintf(value, sizeof value, " (#%X)", (unsigned)p->problem_value);
+        return fail(L, ld, locate(&ld->src, p->problem_offset), "%s%s",
+                    problem, value);
+    default:
+        if (p->context)
+            return fail(L, ld, p->problem_mark, "%s (%s at line %d)", problem,
+                        p->context, (int)p->context_mark.line + 1);
+        return fail(L, ld, p->problem_mark, "%s", problem);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Events                                                               */
+
+/* Replaces the current event with the next one.  The previous event's
+ * strings are freed, so callers copy what they need before calling. */
+static yaml_event_t *next(lua_State *L, struct loader *ld)
+{
+    if (ld->has_event) {
+        yaml_event_delete(&ld->event);
+        ld->has_event = 0;
+    }
+    if (!yaml_parser_parse(&ld->parser, &ld->event))
+        fail_parse(L, ld);
+    ld->has_event = 1;
+    return &ld->event;
+}
+
+static void expect(lua_State *L, struct loader *ld, yaml_event_type_t type)
+{
+    if (next(L, ld)->type != type)
+        fail(L, ld, ld->event.start_mark, "unexpected YAML event");
+}
+
+/* ------------------------------------------------------------------ */
+/* Tags                                                                 */
+
+/* The short name of a core-schema tag ("int" for tag:yaml.org,2002:int),
+ * or NULL for any other tag. */
+static const char *core(const char *tag)
+{
+    size_t n = sizeof CORE_PREFIX - 1;
+
+    if (tag && strncmp(tag, CORE_PREFIX, n) == 0)
+        return tag + n;
+    return NULL;
+}
+
+static int is_tag(const char *tag, const char *name)
+{
+    const char *c = core(tag);
+
+    return c && strcmp(c, name) == 0;
+}
+
+/* Raises the error for a tag that cannot be used on this kind of node;
+ * tags are shown the way they are written (!!int), not expanded. */
+static int fail_tag(lua_State *L, struct loader *ld, const char *tag,
+                    const char *kind)
+{
+    static const char *const known[] = {
+        "str", "int", "float", "bool", "null", "map", "seq", "merge", NULL
+    };
+    const char *c = core(tag);
+    int i;
+
+    if (c) {
+        lua_pushfstring(L, "!!%s", c);
+        for (i = 0; known[i]; i++)
+            if (strcmp(c, known[i]) == 0)
+                return fail(L, ld, ld->event.start_mark,
+                            "tag %s cannot be used on a %s",
+                            lua_tostring(L, -1), kind);
+    } else {
+        lua_pushstring(L, tag);
+    }
+    return fail(L, ld, ld->event.start_mark, "unknown tag %s",
+                lua_tostring(L, -1));
+}
+
+/* ------------------------------------------------------------------ */
+/* Scalars (js-yaml core schema)                                        */
+
+static int is_word(const char *s, size_t n, const char *const *words)
+{
+    for (; *words; words++)
+        if (strlen(*words) == n && memcmp(s, *words, n) == 0)
+            return 1;
+    return 0;
+}
+
+static int match_null(const char *s, size_t n)
+{
+    static const char *const words[] = { "~", "null", "Null", "NULL", NULL };
+
+    return n == 0 || is_word(s, n, words);
+}
+
+static int match_bool(const char *s, size_t n, int *out)
+{
+    static const char *const yes[] = { "true", "True", "TRUE", NULL };
+    static const char *const no[] = { "false", "False", "FALSE", NULL };
+
+    if (is_word(s, n, yes))
+        *out = 1;
+    else if (is_word(s, n, no))
+        *out = 0;
+    else
+        return 0;
+    return 1;
+}
+
+static int digit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return 99;
+}
+
+/* strtod of s without its underscores; s is already validated.  Goes
+ * through a Lua buffer so numbers of any length need no malloc. */
+static double decimal(lua_State *L, const char *s, size_t n)
+{
+    luaL_Buffer b;
+    double d;
+    size_t i;
+
+    luaL_buffinit(L, &b);
+    for (i = 0; i < n; i++)
+        if (s[i] != '_')
+            luaL_addchar(&b, s[i]);
+    luaL_pushresult(&b);
+    d = strtod(lua_tostring(L, -1), NULL);
+    lua_pop(L, 1);
+    return d;
+}
+
+/* js-yaml int: [-+]? then 0, 0b.., 0x.., 0o.. or decimal digits, with
+ * underscores anywhere after the first digit but not at the end. */
+static int match_int(lua_State *L, const char *s, size_t n, double *out)
+{
+    size_t i = 0;
+    int neg = 0, base = 10, digits = 0, d;
+    double v = 0;
+
+    if (n == 0)
+        return 0;
+    if (s[0] == '-' || s[0] == '+') {
+        neg = s[0] == '-';
+        i++;
+    }
+    if (i < n && s[i] == '0') {
+        if (i + 1 == n) {
+            *out = 0;
+            return 1;
+        }
+        i++;
+        if (s[i] == 'b' || s[i] == 'x' || s[i] == 'o') {
+            base = s[i] == 'b' ? 2 : s[i] == 'x' ? 16 : 8;
+            i++;
+        }
+    }
+    if (base == 10 && i < n && s[i] == '_')
+        return 0;
+    for (; i < n; i++) {
+        if (s[i] == '_')
+            continue;
+        d = digit((unsigned char)s[i]);
+        if (d >= base)
+            return 0;
+        v = v * base + d;
+        digits = 1;
+    }
+    if (!digits || s[n - 1] == '_')
+        return 0;
+    /* Decimal goes through strtod for correct rounding past 2^53. */
+    *out = base == 10 ? decimal(L, s, n) : neg ? -v : v;
+    if (*out == 0)
+        *out = 0;           /* js-yaml gives 0, not -0, for "-0" */
+    return 1;
+}
+
+/* Length of the run of digits (and underscores if allowed) at s[i..n). */
+static size_t span(const char *s, size_t n, size_t i, int underscore)
+{
+    size_t j = i;
+
+    while (j < n && ((s[j] >= '0' && s[j] <= '9') || (underscore && s[j] == '_')))
+        j++;
+    return j - i;
+}
+
+/* js-yaml float:
+ *   [-+]?[0-9][0-9_]*(\.[0-9_]*)?([eE][-+]?[0-9]+)?
+ *   \.[0-9_]+([eE][-+]?[0-9]+)?
+ *   [-+]?\.(inf|Inf|INF)
+ *   \.(nan|NaN|NAN)
+ * and not ending in '_'. */
+static int match_float(lua_State *L, const char *s, size_t n, double *out)
+{
+    static const char *const inf[] = { "inf", "Inf", "INF", NULL };
+    static const char *const nan[] = { "nan", "NaN", "NAN", NULL };
+    size_t i = 0, k;
+    int neg = 0;
+
+    if (n == 0 || s[n - 1] == '_')
+        return 0;
+    if (s[0] == '-' || s[0] == '+') {
+        neg = s[0] == '-';
+        i++;
+    }
+    if (i < n && s[i] == '.') {
+        if (is_word(s + i + 1, n - i - 1, inf)) {
+            *out = neg ? -HUGE_VAL : HUGE_VAL;
+            return 1;
+        }
+        if (i == 0 && is_word(s + 1, n - 1, nan)) {
+            *out = NAN;
+            return 1;
+        }
+        if (i != 0)
+            return 0;
+        i++;
+        if ((k = span(s, n, i, 1)) == 0)
+            return 0;
+        i += k;
+    } else {
+        if (i >= n || s[i] < '0' || s[i] > '9')
+            return 0;
+        i += span(s, n, i, 1);
+        if (i < n && s[i] == '.') {
+            i++;
+            i += span(s, n, i, 1);
+        }
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '-' || s[i] == '+'))
+            i++;
+        if ((k = span(s, n, i, 0)) == 0)
+            return 0;
+        i += k;
+    }
+    if (i != n)
+        return 0;
+    *out = decimal(L, s, n);
+    return 1;
+}
+
+/* Pushes the value of the current (scalar) event. */
+static void push_scalar(lua_State *L, struct loader *ld)
+{
+    const yaml_event_t *ev = &ld->event;
+    const char *s = (const char *)ev->data.scalar.value;
+    size_t n = ev->data.scalar.length;
+    const char *tag = (const char *)ev->data.scalar.tag;
+    const char *kind;
+    double d;
+    int b;
+
+    if (!tag) {
+        /* Only plain scalars are resolved; quoted/block ones are text. */
+        if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+            lua_pushlstring(L, s, n);
+        else if (match_null(s, n))
+            tg_yaml_push_null(L);
+        else if (match_bool(s, n, &b))
+            lua_pushboolean(L, b);
+        else if (match_int(L, s, n, &d) || match_float(L, s, n, &d))
+            lua_pushnumber(L, d);
+        else
+            lua_pushlstring(L, s, n);
+        return;
+    }
+    /* Explicit tags apply whatever the style, as in js-yaml. */
+    kind = core(tag);
+    if (strcmp(tag, "!") == 0 || is_tag(tag, "str")) {
+        lua_pushlstring(L, s, n);
+        return;
+    }
+    if (!kind || (strcmp(kind, "null") && strcmp(kind, "bool") &&
+                  strcmp(kind, "int") && strcmp(kind, "float")))
+        fail_tag(L, ld, tag, "scalar");
+    if (strcmp(kind, "null") == 0 && match_null(s, n))
+        tg_yaml_push_null(L);
+    else if (strcmp(kind, "bool") == 0 && match_bool(s, n, &b))
+        lua_pushboolean(L, b);
+    else if (strcmp(kind, "int") == 0 && match_int(L, s, n, &d))
+        lua_pushnumber(L, d);
+    else if (strcmp(kind, "float") == 0 && match_float(L, s, n, &d))
+        lua_pushnumber(L, d);
+    else
+        fail(L, ld, ev->start_mark, "invalid !!%s value \"%s\"", kind, s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Nodes                                                                */
+
+static void load_node(lua_State *L, struct loader *ld, int depth);
+
+/* Records the value at the top of the stack under an anchor name. */
+static void anchor(lua_State *L, struct loader *ld, const yaml_char_t *name)
+{
+    if (!name)
+        return;
+    lua_pushstring(L, (const char *)name);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, ld->anchors);
+}
+
+/* Pushes the value anchored as the current alias event names. */
+static void push_alias(lua_State *L, struct loader *ld)
+{
+    const char *name = (const char *)ld->event.data.alias.anchor;
+
+    lua_pushstring(L, name);
+    lua_rawget(L, ld->anchors);
+    if (lua_isnil(L, -1))
+        fail(L, ld, ld->event.start_mark, "undefined alias \"%s\"", name);
+}
+
+/* For the current collection start event: checks depth and tag, pushes
+ * the new table and its marks table (with __line), records both in
+ * marks and registers the anchor before the children are read, so an
+ * alias inside may refer to the collection itself. */
+static void open_collection(lua_State *L, struct loader *ld, int depth,
+                            const char *want)
+{
+    const yaml_event_t *ev = &ld->event;
+    int seq = ev->type == YAML_SEQUENCE_START_EVENT;
+    const char *tag = (const char *)(seq ? ev->data.sequence_start.tag
+                                         : ev->data.mapping_start.tag);
+    const yaml_char_t *name = seq ? ev->data.sequence_start.anchor
+                                  : ev->data.mapping_start.anchor;
+
+    if (depth > MAX_DEPTH)
+        fail(L, ld, ev->start_mark, "nesting deeper than %d levels",
+             MAX_DEPTH);
+    if (tag && strcmp(tag, "!") != 0 && !is_tag(tag, want))
+        fail_tag(L, ld, tag, seq ? "sequence" : "mapping");
+    luaL_checkstack(L, 12, "YAML nesting");
+    lua_newtable(L);
+    lua_newtable(L);
+    lua_pushinteger(L, (lua_Integer)ev->start_mark.line + 1);
+    lua_setfield(L, -2, "__line");
+    lua_pushvalue(L, -2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, ld->marks);
+    lua_pushvalue(L, -2);
+    anchor(L, ld, name);
+    lua_pop(L, 1);
+}
+
+static void load_sequence(lua_State *L, struct loader *ld, int depth)
+{
+    int t, m, i = 0;
+    lua_Integer line;
+
+    open_collection(L, ld, depth, "seq");
+    m = lua_gettop(L);
+    t = m - 1;
+    lua_pushvalue(L, t);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, ld->seqs);
+    while (next(L, ld)->type != YAML_SEQUENCE_END_EVENT) {
+        line = (lua_Integer)ld->event.start_mark.line + 1;
+        load_node(L, ld, depth);
+        lua_rawseti(L, t, ++i);
+        lua_pushinteger(L, line);
+        lua_rawseti(L, m, i);
+    }
+    lua_pop(L, 1);
+}
+
+/* Is the key event the merge key: plain untagged "<<", or !!merge? */
+static int is_merge(const yaml_event_t *ev)
+{
+    if (ev->type != YAML_SCALAR_EVENT)
+        return 0;
+    if (ev->data.scalar.tag)
+        return is_tag((const char *)ev->data.scalar.tag, "merge");
+    return ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+           ev->data.scalar.length == 2 &&
+           memcmp(ev->data.scalar.value, "<<", 2) == 0;
+}
+
+/* Pushes the string key for the current key event.  A scalar key is its
+ * source text (its tag is still checked, and an anchor on it records the
+ * resolved value); an alias key must name a string or a number. */
+static void push_key(lua_State *L, struct loader *ld)
+{
+    const yaml_event_t *ev = &ld->event;
+
+    switch (ev->type) {
+    case YAML_SCALAR_EVENT:
+        push_scalar(L, ld);
+        anchor(L, ld, ev->data.scalar.anchor);
+        lua_pop(L, 1);
+        lua_pushlstring(L, (const char *)ev->data.scalar.value,
+                        ev->data.scalar.length);
+        return;
+    case YAML_ALIAS_EVENT:
+        push_alias(L, ld);
+        if (lua_type(L, -1) == LUA_TSTRING)
+            return;
+        if (lua_type(L, -1) == LUA_TNUMBER) {
+            lua_tostring(L, -1);        /* converts in place */
+            return;
+        }
+        fail(L, ld, ev->start_mark, "mapping key must be a string");
+        return;
+    default:
+        fail(L, ld, ev->start_mark, "mapping key must be a scalar");
+    }
+}
+
+static int is_line_key(lua_State *L, int idx)
+{
+    size_t n;
+    const char *s;
+
+    if (lua_type(L, idx) != LUA_TSTRING)
+        return 0;
+    s = lua_tolstring(L, idx, &n);
+    return n == 6 && memcmp(s, "__line", 6) == 0;
+}
+
+/* Is the value at idx a table built from a mapping / a sequence? */
+static int is_collection(lua_State *L, struct loader *ld, int idx, int seq)
+{
+    int found;
+
+    if (!lua_istable(L, idx))
+        return 0;
+    lua_pushvalue(L, idx);
+    lua_rawget(L, ld->seqs);
+    found = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    return found == seq;
+}
+
+/* Copies into t (marks m) every key of mapping src that t lacks, and
+ * remembers those keys in o so that a later explicit key may replace
+ * them without being a duplicate (js-yaml's overridable keys). */
+static void merge_from(lua_State *L, struct loader *ld, int t, int m, int o,
+                       int src)
+{
+    int sm, missing;
+
+    if (lua_isnil(L, o)) {
+        lua_newtable(L);
+        lua_replace(L, o);
+    }
+    lua_pushvalue(L, src);
+    lua_rawget(L, ld->marks);
+    sm = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, src)) {
+        /* key at -2, value at -1 */
+        lua_pushvalue(L, -2);
+        lua_rawget(L, t);
+        missing = lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (missing) {
+            lua_pushvalue(L, -2);
+            lua_pushvalue(L, -2);
+            lua_rawset(L, t);
+            lua_pushvalue(L, -2);
+            lua_pushboolean(L, 1);
+            lua_rawset(L, o);
+            if (lua_istable(L, sm) && !is_line_key(L, -2)) {
+                lua_pushvalue(L, -2);
+                lua_pushvalue(L, -1);
+                lua_rawget(L, sm);
+                lua_rawset(L, m);
+            }
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
+/* Applies the "<<" value at the top of the stack to t, then pops it. */
+static void merge(lua_State *L, struct loader *ld, int t, int m, int o,
+                  yaml_mark_t mark)
+{
+    int v = lua_gettop(L), i;
+
+    if (is_collection(L, ld, v, 0)) {
+        merge_from(L, ld, t, m, o, v);
+    } else if (is_collection(L, ld, v, 1)) {
+        /* Earlier mappings win: later ones only add missing keys. */
+        for (i = 1;; i++) {
+            lua_rawgeti(L, v, i);
+            if (lua_isnil(L, -1))
+                break;
+            if (!is_collection(L, ld, -1, 0))
+                fail(L, ld, mark, "merge key \"<<\" needs a mapping or a "
+                     "sequence of mappings");
+            merge_from(L, ld, t, m, o, lua_gettop(L));
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    } else {
+        fail(L, ld, mark, "merge key \"<<\" needs a mapping or a sequence "
+             "of mappings");
+    }
+    lua_pop(L, 1);
+}
+
+static void load_mapping(lua_State *L, struct loader *ld, int depth)
+{
+    int t, m, o, dup;
+    yaml_mark_t mark;
+
+    open_collection(L, ld, depth, "map");
+    m = lua_gettop(L);
+    t = m - 1;
+    lua_pushnil(L);             /* overridable keys, made on first "<<" */
+    o = m + 1;
+    while (next(L, ld)->type != YAML_MAPPING_END_EVENT) {
+        mark = ld->event.start_mark;
+        if (is_merge(&ld->event)) {
+            next(L, ld);
+            load_node(L, ld, depth);
+            merge(L, ld, t, m, o, mark);
+            continue;
+        }
+        push_key(L, ld);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, t);
+        dup = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (dup) {
+            if (!lua_isnil(L, o)) {
+                lua_pushvalue(L, -1);
+                lua_rawget(L, o);
+                dup = lua_isnil(L, -1);
+                lua_pop(L, 1);
+            }
+            if (dup)
+                fail(L, ld, mark, "duplicated mapping key \"%s\"",
+                     lua_tostring(L, -1));
+            lua_pushvalue(L, -1);
+            lua_pushnil(L);
+            lua_rawset(L, o);
+        }
+        if (!is_line_key(L, -1)) {
+            lua_pushvalue(L, -1);
+            lua_pushinteger(L, (lua_Integer)mark.line + 1);
+            lua_rawset(L, m);
+        }
+        next(L, ld);
+        load_node(L, ld, depth);
+        lua_rawset(L, t);
+    }
+    lua_pop(L, 2);
+}
+
+/* Pushes the value of the node whose first event is current; on return
+ * the current event is the node's last (scalar, alias or end event). */
+static void load_node(lua_State *L, struct loader *ld, int depth)
+{
+    switch (ld->event.type) {
+    case YAML_ALIAS_EVENT:
+        push_alias(L, ld);
+        return;
+    case YAML_SCALAR_EVENT:
+        push_scalar(L, ld);
+        anchor(L, ld, ld->event.data.scalar.anchor);
+        return;
+    case YAML_SEQUENCE_START_EVENT:
+        load_sequence(L, ld, depth + 1);
+        return;
+    case YAML_MAPPING_START_EVENT:
+        load_mapping(L, ld, depth + 1);
+        return;
+    default:
+        fail(L, ld, ld->event.start_mark, "unexpected YAML event");
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Entry points                                                         */
+
+/* Pushes an empty table standing for an empty document, with marks. */
+static void push_empty(lua_State *L, struct loader *ld, yaml_mark_t mark)
+{
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_newtable(L);
+    lua_pushinteger(L, (lua_Integer)mark.line + 1);
+    lua_setfield(L, -2, "__line");
+    lua_rawset(L, ld->marks);
+}
+
+/* lua_pcall'd with the loader as light userdata; returns doc, marks. */
+static int build(lua_State *L)
+{
+    struct loader *ld = lua_touserdata(L, 1);
+    yaml_mark_t mark;
+
+    lua_settop(L, 1);
+    lua_newtable(L);
+    ld->anchors = lua_gettop(L);
+    lua_newtable(L);
+    ld->seqs = lua_gettop(L);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    ld->marks = lua_gettop(L);
+
+    expect(L, ld, YAML_STREAM_START_EVENT);
+    if (next(L, ld)->type == YAML_STREAM_END_EVENT) {
+        push_empty(L, ld, ld->event.start_mark);
+    } else {
+        if (ld->event.type != YAML_DOCUMENT_START_EVENT)
+            fail(L, ld, ld->event.start_mark, "unexpected YAML event");
+        mark = ld->event.start_mark;
+        next(L, ld);
+        load_node(L, ld, 0);
+        expect(L, ld, YAML_DOCUMENT_END_EVENT);
+        if (next(L, ld)->type == YAML_DOCUMENT_START_EVENT)
+            fail(L, ld, ld->event.start_mark,
+                 "only one YAML document is allowed");
+        if (ld->event.type != YAML_STREAM_END_EVENT)
+            fail(L, ld, ld->event.start_mark, "unexpected YAML event");
+        /* A document that is only null ("---", "~") counts as empty. */
+        if (lua_type(L, -1) == LUA_TLIGHTUSERDATA &&
+            lua_touserdata(L, -1) == NULL) {
+            lua_pop(L, 1);
+            push_empty(L, ld, mark);
+        }
+    }
+    lua_pushvalue(L, ld->marks);
+    return 2;
+}
+
+/* Runs build() over an initialised parser whose input is set, then frees
+ * the parser and the last event whatever happened.  Expects build and
+ * the loader pointer pushed; leaves doc, marks or the error message. */
+static int run(lua_State *L, struct loader *ld)
+{
+    int status = lua_pcall(L, 1, 2, 0);
+
+    if (ld->has_event) {
+        yaml_event_delete(&ld->event);
+        ld->has_event = 0;
+    }
+    yaml_parser_delete(&ld->parser);
+    return status;
+}
+
+/* Replaces the error message at the top with nil, message. */
+static int result(lua_State *L, int status)
+{
+    if (status != 0) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+    }
+    return 2;
+}
+
+int tg_yaml_load_string(lua_State *L)
+{
+    struct loader ld;
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    const char *name = luaL_optstring(L, 2, "<string>");
+
+    memset(&ld, 0, sizeof ld);
+    ld.src.name = name;
+    ld.src.text = text;
+    ld.src.len = len;
+    /* Everything that may raise comes before the parser exists. */
+    luaL_checkstack(L, 4, "YAML loader");
+    lua_pushcfunction(L, build);
+    lua_pushlightuserdata(L, &ld);
+    if (!yaml_parser_initialize(&ld.parser)) {
+        lua_pop(L, 2);
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: out of memory", name);
+        return 2;
+    }
+    yaml_parser_set_input_string(&ld.parser, (const unsigned char *)text,
+                                 len);
+    return result(L, run(L, &ld));
+}
+
+int tg_yaml_load_file(lua_State *L)
+{
+    struct loader ld;
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    FILE *file;
+    int status, err = 0;
+
+    memset(&ld, 0, sizeof ld);
+    luaL_checkstack(L, 4, "YAML loader");
+    lua_pushcfunction(L, build);
+    lua_pushlightuserdata(L, &ld);
+    file = fopen(path, "rb");
+    if (!file) {
+        err = errno;
+    } else if (fstat(fileno(file), &st) == 0 && S_ISDIR(st.st_mode)) {
+        err = EISDIR;   /* fopen succeeds on a directory, reads fail */
+        fclose(file);
+    } else if (!yaml_parser_initialize(&ld.parser)) {
+        err = ENOMEM;
+        fclose(file);
+    }
+    if (err) {
+        lua_pop(L, 2);
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", path, strerror(err));
+        return 2;
+    }
+    ld.src.name = path;
+    ld.src.file = file;
+    yaml_parser_set_input_file(&ld.parser, file);
+    status = run(L, &ld);
+    fclose(file);
+    return result(L, status);
+}
+
+void tg_yaml_push_null(lua_State *L)
+{
+    lua_pushlightuserdata(L, NULL);
+}
+
+void tg_yaml_register(lua_State *L)
+{
+    lua_pushcfunction(L, tg_yaml_load_file);
+    lua_setfield(L, -2, "load_file");
+    lua_pushcfunction(L, tg_yaml_load_string);
+    lua_setfield(L, -2, "load_string");
+    tg_yaml_push_null(L);
+    lua_setfield(L, -2, "null");
+}

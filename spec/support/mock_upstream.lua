@@ -1,0 +1,874 @@
+#!/usr/bin/env luajit
+-- Mock HTTP/1.1 upstream server for Tollgate integration specs.
+--
+-- Usage:
+--   luajit spec/support/mock_upstream.lua [--port N] [--portfile PATH]
+--                                         [--name NAME] [--verbose]
+--
+--   --port 0 (the default) picks a free port.  Once listening, the actual
+--   port is written to --portfile atomically (PATH.tmp, then rename); without
+--   --portfile it is printed on stdout.  --name NAME adds `X-Upstream: NAME`
+--   to every response.  Nothing is logged unless --verbose (a Lua error inside
+--   a connection handler is a bug of this mock and is always reported on
+--   stderr).
+--
+-- One process, one thread: every connection is a coroutine, and a scheduler
+-- built on socket.select() resumes it when its socket is readable/writable or
+-- its timer expires.  All socket I/O is non-blocking, so a slow or stuck peer
+-- never delays the other connections.  socket.select() is limited to
+-- FD_SETSIZE (1024) descriptors: connections beyond ~1000 concurrent ones are
+-- refused (closed at once).
+--
+-- Keep-alive (HTTP/1.1 default, HTTP/1.0 with `Connection: keep-alive`) and
+-- pipelining are supported; request bodies may use Content-Length or chunked
+-- transfer coding; `Expect: 100-continue` is answered with a 100 response.
+--
+-- Behaviour by request path (the query string is ignored unless stated):
+--   /status/NNN          status NNN, body "status NNN" (no body for 204/304;
+--                        for 1xx: that interim response, then 200 "status NNN")
+--   /slow/MS             wait MS ms (without blocking others), 200 "slow"
+--   /bytes/N             200, N bytes of "x", Content-Length, 64 KB writes
+--   /chunked/N           200 chunked, N chunks "chunk1\n" .. "chunkN\n";
+--                        ?delay=MS waits MS ms before each chunk
+--   /close-delimited     HTTP/1.0 200 without Content-Length, body, close
+--   /reset-before-head   RST (SO_LINGER 0) without answering
+--   /reset-mid-body      head with Content-Length 100000, 1000 bytes, RST
+--   /never-answer        read the request, never reply, keep the socket open
+--   /partial-head        "HTTP/1.1 200 OK\r\nX-A: b\r\n", then nothing
+--   /invalid-response    "garbage\r\n\r\n", then close
+--   /upload              count the request body without storing it,
+--                        200 JSON {"received": N}
+--   /count               200 JSON {"requests": R, "connections": C}: requests
+--                        read so far (this one included), connections accepted
+--   /header/NAME/VALUE   200 "ok" with response header NAME: VALUE
+--                        (percent-decoded)
+--   /headers?N=V&N=V     200 "ok" with each N: V as a response header, in
+--                        order, repeats allowed (percent-decoded)
+--   anything else        200 JSON echo: {method, path (full request target),
+--                        headers (lower-cased names, repeats joined ", "),
+--                        body, body_length, http_version, server_port,
+--                        upstream (--name), connection_id,
+--                        connection_request (1 for the first request on its
+--                        connection, 2 for the next, ...)}
+-- A header given through /header or /headers replaces the mock's own header
+-- of that name (Content-Type, Content-Length, Connection); a `Connection`
+-- value containing "close" makes the mock close after the response.
+-- Any path accepts ?close=1: answer with `Connection: close` and close.
+-- HEAD requests get the head of the corresponding GET response.
+
+local socket = require "socket"
+local cjson = require "cjson"
+local ffi = require "ffi"
+
+local arg = arg
+local assert = assert
+local coroutine = coroutine
+local error = error
+local io = io
+local ipairs = ipairs
+local math = math
+local os = os
+local pairs = pairs
+local pcall = pcall
+local select = select
+local setmetatable = setmetatable
+local string = string
+local table = table
+local tonumber = tonumber
+local tostring = tostring
+
+local now = socket.gettime
+local yield = coroutine.yield
+local concat = table.concat
+local insert = table.insert
+local remove = table.remove
+local fmt = string.format
+local min = math.min
+local floor = math.floor
+
+local CHUNK_SIZE = 65536
+local MAX_HEAD = 65536
+local MAX_FD = 1000          -- keep below FD_SETSIZE (1024) for select()
+local LINGER_TIMEOUT = 2     -- seconds to drain input on a graceful close
+
+local BYTES_CHUNK = string.rep("x", CHUNK_SIZE)
+
+pcall(ffi.cdef, "int ioctl(int fd, unsigned long request, ...);")
+local TIOCOUTQ = 0x5411
+
+local REASONS = {
+  [100] = "Continue", [101] = "Switching Protocols", [102] = "Processing",
+  [103] = "Early Hints",
+  [200] = "OK", [201] = "Created", [202] = "Accepted", [203] = "Non-Authoritative Information",
+  [204] = "No Content", [205] = "Reset Content", [206] = "Partial Content",
+  [300] = "Multiple Choices", [301] = "Moved Permanently", [302] = "Found",
+  [303] = "See Other", [304] = "Not Modified", [307] = "Temporary Redirect",
+  [308] = "Permanent Redirect",
+  [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
+  [405] = "Method Not Allowed", [408] = "Request Timeout", [409] = "Conflict",
+  [410] = "Gone", [411] = "Length Required", [413] = "Content Too Large",
+  [414] = "URI Too Long", [415] = "Unsupported Media Type", [417] = "Expectation Failed",
+  [421] = "Misdirected Request", [422] = "Unprocessable Content", [429] = "Too Many Requests",
+  [431] = "Request Header Fields Too Large",
+  [500] = "Internal Server Error", [501] = "Not Implemented", [502] = "Bad Gateway",
+  [503] = "Service Unavailable", [504] = "Gateway Timeout",
+  [505] = "HTTP Version Not Supported",
+}
+
+---------------------------------------------------------------------------
+-- options
+
+local opts = { port = 0, verbose = false }
+do
+  local i = 1
+  while arg and i <= #arg do
+    local a = arg[i]
+    if a == "--port" then
+      opts.port = tonumber(arg[i + 1]); i = i + 2
+    elseif a == "--portfile" then
+      opts.portfile = arg[i + 1]; i = i + 2
+    elseif a == "--name" then
+      opts.name = arg[i + 1]; i = i + 2
+    elseif a == "--verbose" then
+      opts.verbose = true; i = i + 1
+    else
+      io.stderr:write("mock_upstream: unknown argument ", tostring(a), "\n")
+      os.exit(2)
+    end
+  end
+  if not opts.port then
+    io.stderr:write("mock_upstream: --port needs a number\n")
+    os.exit(2)
+  end
+end
+
+local function log(...)
+  if opts.verbose then
+    io.stderr:write(fmt("[mock %s %.3f] ", opts.name or "-", now()), fmt(...), "\n")
+    io.stderr:flush()
+  end
+end
+
+local function always_log(...)
+  io.stderr:write(fmt("[mock %s %.3f] ", opts.name or "-", now()), fmt(...), "\n")
+  io.stderr:flush()
+end
+
+---------------------------------------------------------------------------
+-- scheduler: coroutines wait for a readable/writable socket and/or a time
+
+local readers = {}   -- socket -> coroutine
+local writers = {}   -- socket -> coroutine
+local timers = {}    -- sorted array of { at = t, co = co, cancelled = bool }
+local waits = {}     -- coroutine -> { set = readers|writers|nil, sock, timer }
+local conns = {}     -- coroutine -> connection (for clean-up after a crash)
+
+local function add_timer(at, co)
+  local entry = { at = at, co = co }
+  local lo, hi = 1, #timers
+  while lo <= hi do
+    local mid = floor((lo + hi) / 2)
+    if timers[mid].at <= at then lo = mid + 1 else hi = mid - 1 end
+  end
+  insert(timers, lo, entry)
+  return entry
+end
+
+local resume
+
+-- Called with what a coroutine yielded: ("r"|"w", sock [, deadline]) or
+-- ("t", at).
+local function park(co, kind, a, b)
+  local w = {}
+  if kind == "r" then
+    readers[a] = co; w.set = readers; w.sock = a
+    if b then w.timer = add_timer(b, co) end
+  elseif kind == "w" then
+    writers[a] = co; w.set = writers; w.sock = a
+    if b then w.timer = add_timer(b, co) end
+  elseif kind == "t" then
+    w.timer = add_timer(a, co)
+  else
+    error("bad yield " .. tostring(kind))
+  end
+  waits[co] = w
+end
+
+local function wake(co, why)
+  local w = waits[co]
+  if not w then return end
+  waits[co] = nil
+  if w.set then w.set[w.sock] = nil end
+  if w.timer then w.timer.cancelled = true end
+  resume(co, why)
+end
+
+local function drop(co)
+  local c = conns[co]
+  conns[co] = nil
+  if c and not c.closed then
+    c.closed = true
+    c.sock:close()
+  end
+end
+
+resume = function(co, ...)
+  local ok, kind, a, b = coroutine.resume(co, ...)
+  if not ok then
+    always_log("connection handler error: %s", tostring(kind))
+    drop(co)
+  elseif coroutine.status(co) == "dead" then
+    drop(co)
+  else
+    park(co, kind, a, b)
+  end
+end
+
+-- Inside a coroutine: wait for `sock` readable ("r") or writable ("w"),
+-- optionally until `deadline`; returns "ready" or "timeout".
+local function wait_io(kind, sock, deadline)
+  return yield(kind, sock, deadline)
+end
+
+local function sleep_until(at)
+  return yield("t", at)
+end
+
+---------------------------------------------------------------------------
+-- connection I/O helpers (run inside the connection coroutine)
+
+local stats = { requests = 0, connections = 0 }
+local server_port
+
+local Conn = {}
+Conn.__index = Conn
+
+-- Reads whatever is available into self.buf; waits when nothing is.
+-- Returns true, or nil and "closed" / a socket error.
+function Conn:fill()
+  while true do
+    local data, err, partial = self.sock:receive(CHUNK_SIZE)
+    data = data or partial
+    if data and #data > 0 then
+      self.buf = self.buf .. data
+      return true
+    end
+    if err ~= "timeout" then return nil, err end
+    wait_io("r", self.sock)
+  end
+end
+
+-- Returns the next line (without CRLF/LF) or nil, err.
+function Conn:read_line(limit)
+  limit = limit or 8192
+  local from = 1
+  while true do
+    local pos = self.buf:find("\n", from, true)
+    if pos then
+      local line = self.buf:sub(1, pos - 1)
+      self.buf = self.buf:sub(pos + 1)
+      if line:sub(-1) == "\r" then line = line:sub(1, -2) end
+      return line
+    end
+    if #self.buf > limit then return nil, "line too long" end
+    from = #self.buf + 1
+    local ok, err = self:fill()
+    if not ok then return nil, err end
+  end
+end
+
+-- Reads exactly n bytes, handing pieces to sink(piece).
+function Conn:read_n(n, sink)
+  local remaining = n
+  if #self.buf > 0 then
+    local take = min(#self.buf, remaining)
+    sink(self.buf:sub(1, take))
+    self.buf = self.buf:sub(take + 1)
+    remaining = remaining - take
+  end
+  while remaining > 0 do
+    local data, err, partial = self.sock:receive(min(remaining, CHUNK_SIZE))
+    data = data or partial
+    if data and #data > 0 then
+      sink(data)
+      remaining = remaining - #data
+    elseif err == "timeout" then
+      wait_io("r", self.sock)
+    else
+      return nil, err
+    end
+  end
+  return true
+end
+
+function Conn:send_all(data)
+  local i, n = 1, #data
+  while i <= n do
+    local last, err, partial = self.sock:send(data, i)
+    if last then
+      i = last + 1
+    elseif err == "timeout" then
+      i = partial + 1
+      if i <= n then wait_io("w", self.sock) end
+    else
+      return nil, err
+    end
+  end
+  return true
+end
+
+-- Send RST instead of FIN.
+function Conn:reset()
+  if self.closed then return end
+  self.sock:setoption("linger", { on = true, timeout = 0 })
+  self.sock:close()
+  self.closed = true
+  log("conn %d: reset", self.id)
+end
+
+-- Waits (bounded) until the kernel has no unacknowledged output left, so a
+-- following RST does not discard data that was already "sent".
+function Conn:wait_output_drained(timeout)
+  local fd = self.sock:getfd()
+  local outq = ffi.new("int[1]")
+  local deadline = now() + timeout
+  while now() < deadline do
+    if ffi.C.ioctl(fd, TIOCOUTQ, outq) ~= 0 or outq[0] == 0 then return end
+    sleep_until(now() + 0.001)
+  end
+end
+
+-- Graceful close: FIN, then discard input until the peer closes (bounded),
+-- so unread pipelined requests do not turn our close into a RST.
+function Conn:graceful_close()
+  if self.closed then return end
+  self.sock:shutdown("send")
+  local deadline = now() + LINGER_TIMEOUT
+  self.buf = ""
+  while true do
+    local data, err, partial = self.sock:receive(CHUNK_SIZE)
+    data = data or partial
+    if not (data and #data > 0) then
+      if err ~= "timeout" then break end
+      if wait_io("r", self.sock, deadline) == "timeout" then break end
+    end
+  end
+  self.sock:close()
+  self.closed = true
+  log("conn %d: closed", self.id)
+end
+
+-- Keep the connection open without answering: discard input until the peer
+-- closes.
+function Conn:idle_until_peer_closes()
+  self.buf = ""
+  while true do
+    local data, err, partial = self.sock:receive(CHUNK_SIZE)
+    data = data or partial
+    if not (data and #data > 0) then
+      if err ~= "timeout" then break end
+      wait_io("r", self.sock)
+    end
+  end
+  self.sock:close()
+  self.closed = true
+  log("conn %d: peer closed idle connection", self.id)
+end
+
+---------------------------------------------------------------------------
+-- HTTP helpers
+
+local function url_decode(s)
+  s = s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+  return s
+end
+
+local function parse_query(q)
+  local list = {}
+  if not q then return list end
+  for pair in q:gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    list[#list + 1] = { url_decode((k:gsub("%+", " "))), url_decode((v:gsub("%+", " "))) }
+  end
+  return list
+end
+
+local function query_get(q, name)
+  for _, kv in ipairs(parse_query(q)) do
+    if kv[1] == name then return kv[2] end
+  end
+end
+
+local function trim(s)
+  return (s:gsub("^[ \t]+", ""):gsub("[ \t]+$", ""))
+end
+
+-- Reads one request head.  Returns req, or nil and "closed" (clean EOF before
+-- a request), or nil, "bad", status (answer with status and close).
+local function read_head(conn)
+  -- skip empty lines between requests (RFC 9112 2.2)
+  local line, err
+  repeat
+    line, err = conn:read_line(MAX_HEAD)
+    if not line then
+      if err == "line too long" then return nil, "bad", 414 end
+      return nil, "closed"
+    end
+  until line ~= ""
+  local method, target, major, minor = line:match("^(%u+) (%S+) HTTP/(%d)%.(%d)$")
+  if not method then return nil, "bad", 400 end
+  local req = {
+    method = method, target = target, version = major .. "." .. minor,
+    headers = {}, header_list = {},
+  }
+  local size = #line
+  while true do
+    line, err = conn:read_line(MAX_HEAD)
+    if not line then
+      if err == "line too long" then return nil, "bad", 431 end
+      return nil, "closed"
+    end
+    size = size + #line + 2
+    if size > MAX_HEAD then return nil, "bad", 431 end
+    if line == "" then break end
+    if line:find("^[ \t]") then
+      -- obsolete line folding: append to the previous field
+      local last = req.header_list[#req.header_list]
+      if not last then return nil, "bad", 400 end
+      last[2] = last[2] .. " " .. trim(line)
+    else
+      local name, value = line:match("^([^:%s]+):(.*)$")
+      if not name then return nil, "bad", 400 end
+      req.header_list[#req.header_list + 1] = { name, trim(value) }
+    end
+  end
+  for _, h in ipairs(req.header_list) do
+    local k = h[1]:lower()
+    if req.headers[k] then
+      req.headers[k] = req.headers[k] .. ", " .. h[2]
+    else
+      req.headers[k] = h[2]
+    end
+  end
+  -- routing path: strip absolute-form scheme://authority and the query
+  local path = target:gsub("^%a[%w+.-]*://[^/]*", "")
+  if path == "" then path = "/" end
+  req.path, req.query = path:match("^([^?]*)%??(.*)$")
+  if req.query == "" then req.query = nil end
+  return req
+end
+
+local function header_has_token(value, token)
+  if not value then return false end
+  for t in value:gmatch("[^,]+") do
+    if trim(t):lower() == token then return true end
+  end
+  return false
+end
+
+-- Reads the request body into sink; returns true or nil, err|"bad", status.
+local function read_body(conn, req, sink)
+  local te = req.headers["transfer-encoding"]
+  local cl = req.headers["content-length"]
+  if te then
+    local last
+    for t in te:gmatch("[^,]+") do last = trim(t):lower() end
+    if last ~= "chunked" then return nil, "bad", 400 end
+    req.chunked = true
+    req.close = req.close or cl ~= nil
+    while true do
+      local line, err = conn:read_line(4096)
+      if not line then return nil, err end
+      local hex = line:match("^%s*(%x+)%s*[;]?")
+      if not hex or #hex > 15 then return nil, "bad", 400 end
+      local size = tonumber(hex, 16)
+      if size == 0 then
+        -- trailer section
+        while true do
+          line, err = conn:read_line(MAX_HEAD)
+          if not line then return nil, err end
+          if line == "" then break end
+        end
+        return true
+      end
+      local ok
+      ok, err = conn:read_n(size, sink)
+      if not ok then return nil, err end
+      line, err = conn:read_line(16)
+      if not line then return nil, err end
+      if line ~= "" then return nil, "bad", 400 end
+    end
+  elseif cl then
+    local n
+    for v in cl:gmatch("[^,]+") do
+      local this = trim(v)
+      if not this:match("^%d+$") or (n and tonumber(this) ~= n) then
+        return nil, "bad", 400
+      end
+      n = tonumber(this)
+    end
+    if not n then return nil, "bad", 400 end
+    return conn:read_n(n, sink)
+  end
+  return true
+end
+
+local function wants_close(req)
+  local c = req.headers and req.headers["connection"]
+  if header_has_token(c, "close") then return true end
+  if req.version == "1.0" and not header_has_token(c, "keep-alive") then return true end
+  if req.query and query_get(req.query, "close") == "1" then return true end
+  return req.close or false
+end
+
+-- Builds a response head.  `headers` is a list of {name, value} set by the
+-- behaviour; `auto` a list of {name, value} added unless `headers` already
+-- has that name.  Returns head, keep_alive.
+local function build_head(req, status, headers, auto, version)
+  local lines = { fmt("HTTP/%s %d %s", version or "1.1", status, REASONS[status] or "Unknown") }
+  local seen = {}
+  local close = req and wants_close(req) or false
+  for _, h in ipairs(headers or {}) do
+    lines[#lines + 1] = h[1] .. ": " .. h[2]
+    local k = h[1]:lower()
+    seen[k] = true
+    if k == "connection" and header_has_token(h[2], "close") then close = true end
+  end
+  if opts.name and not seen["x-upstream"] then
+    lines[#lines + 1] = "X-Upstream: " .. opts.name
+  end
+  for _, h in ipairs(auto or {}) do
+    if not seen[h[1]:lower()] then lines[#lines + 1] = h[1] .. ": " .. h[2] end
+  end
+  if not seen["connection"] then
+    if close then
+      lines[#lines + 1] = "Connection: close"
+    elseif req and req.version == "1.0" then
+      lines[#lines + 1] = "Connection: keep-alive"
+    end
+  end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = ""
+  return concat(lines, "\r\n"), not close
+end
+
+local function no_body_status(status)
+  return status < 200 or status == 204 or status == 304
+end
+
+-- Sends a complete response with a Content-Length body.  Returns keep_alive.
+local function respond(conn, req, status, body, headers, content_type)
+  body = body or ""
+  local auto = {}
+  if not no_body_status(status) then
+    auto[#auto + 1] = { "Content-Type", content_type or "text/plain" }
+    auto[#auto + 1] = { "Content-Length", tostring(#body) }
+  end
+  local head, keep = build_head(req, status, headers, auto)
+  if req.method == "HEAD" or no_body_status(status) then body = "" end
+  if not conn:send_all(head .. body) then return false end
+  return keep
+end
+
+local function fmt_int(n)
+  return fmt("%.0f", n)
+end
+
+---------------------------------------------------------------------------
+-- behaviours: each returns true to keep the connection alive
+
+local handlers = {}
+
+function handlers.echo(conn, req)
+  local obj = {
+    method = req.method,
+    path = req.target,
+    headers = req.headers,
+    body = req.body,
+    body_length = #req.body,
+    http_version = req.version,
+    server_port = server_port,
+    upstream = opts.name,
+    connection_id = conn.id,
+    connection_request = conn.requests,
+  }
+  return respond(conn, req, 200, cjson.encode(obj), nil, "application/json")
+end
+
+function handlers.status(conn, req, code)
+  code = tonumber(code)
+  if code < 100 or code > 999 then return handlers.echo(conn, req) end
+  if code < 200 then
+    local interim = fmt("HTTP/1.1 %d %s\r\n\r\n", code, REASONS[code] or "Unknown")
+    if not conn:send_all(interim) then return false end
+    return respond(conn, req, 200, "status " .. code)
+  end
+  return respond(conn, req, code, "status " .. code)
+end
+
+function handlers.slow(conn, req, ms)
+  sleep_until(now() + tonumber(ms) / 1000)
+  return respond(conn, req, 200, "slow")
+end
+
+function handlers.bytes(conn, req, n)
+  n = tonumber(n)
+  local head, keep = build_head(req, 200, nil, {
+    { "Content-Type", "application/octet-stream" },
+    { "Content-Length", fmt_int(n) },
+  })
+  if not conn:send_all(head) then return false end
+  if req.method == "HEAD" then return keep end
+  local remaining = n
+  while remaining > 0 do
+    local piece = remaining >= CHUNK_SIZE and BYTES_CHUNK or BYTES_CHUNK:sub(1, remaining)
+    if not conn:send_all(piece) then return false end
+    remaining = remaining - #piece
+  end
+  return keep
+end
+
+function handlers.chunked(conn, req, n)
+  n = tonumber(n)
+  local delay = tonumber(req.query and query_get(req.query, "delay") or nil)
+  local head, keep = build_head(req, 200, nil, {
+    { "Content-Type", "text/plain" },
+    { "Transfer-Encoding", "chunked" },
+  })
+  if not conn:send_all(head) then return false end
+  if req.method == "HEAD" then return keep end
+  local pending, size = {}, 0
+  for k = 1, n do
+    if delay then sleep_until(now() + delay / 1000) end
+    local data = "chunk" .. k .. "\n"
+    pending[#pending + 1] = fmt("%x\r\n%s\r\n", #data, data)
+    size = size + #data + 8
+    if delay or size >= CHUNK_SIZE then
+      if not conn:send_all(concat(pending)) then return false end
+      pending, size = {}, 0
+    end
+  end
+  pending[#pending + 1] = "0\r\n\r\n"
+  if not conn:send_all(concat(pending)) then return false end
+  return keep
+end
+
+function handlers.close_delimited(conn, req)
+  local lines = { "HTTP/1.0 200 OK", "Content-Type: text/plain" }
+  if opts.name then lines[#lines + 1] = "X-Upstream: " .. opts.name end
+  lines[#lines + 1] = "Connection: close"
+  local head = concat(lines, "\r\n") .. "\r\n\r\n"
+  local body = req.method == "HEAD" and "" or "close-delimited body\n"
+  conn:send_all(head .. body)
+  conn:graceful_close()
+  return false
+end
+
+function handlers.reset_before_head(conn)
+  conn:reset()
+  return false
+end
+
+function handlers.reset_mid_body(conn, req)
+  local head = build_head(req, 200, nil, {
+    { "Content-Type", "application/octet-stream" },
+    { "Content-Length", "100000" },
+  })
+  if conn:send_all(head .. BYTES_CHUNK:sub(1, 1000)) then
+    conn:wait_output_drained(2)
+  end
+  conn:reset()
+  return false
+end
+
+function handlers.never_answer(conn)
+  conn:idle_until_peer_closes()
+  return false
+end
+
+function handlers.partial_head(conn)
+  if conn:send_all("HTTP/1.1 200 OK\r\nX-A: b\r\n") then
+    conn:idle_until_peer_closes()
+  end
+  return false
+end
+
+function handlers.invalid_response(conn)
+  conn:send_all("garbage\r\n\r\n")
+  conn:graceful_close()
+  return false
+end
+
+function handlers.upload(conn, req)
+  return respond(conn, req, 200, cjson.encode({ received = req.body_length }), nil,
+                 "application/json")
+end
+
+function handlers.count(conn, req)
+  return respond(conn, req, 200, cjson.encode({
+    requests = stats.requests, connections = stats.connections,
+  }), nil, "application/json")
+end
+
+function handlers.header(conn, req, name, value)
+  return respond(conn, req, 200, "ok", { { url_decode(name), url_decode(value) } })
+end
+
+function handlers.headers(conn, req)
+  return respond(conn, req, 200, "ok", parse_query(req.query))
+end
+
+local routes = {
+  { "^/status/(%d%d%d)$", handlers.status },
+  { "^/slow/(%d+)$", handlers.slow },
+  { "^/bytes/(%d+)$", handlers.bytes },
+  { "^/chunked/(%d+)$", handlers.chunked },
+  { "^/close%-delimited$", handlers.close_delimited },
+  { "^/reset%-before%-head$", handlers.reset_before_head },
+  { "^/reset%-mid%-body$", handlers.reset_mid_body },
+  { "^/never%-answer$", handlers.never_answer },
+  { "^/partial%-head$", handlers.partial_head },
+  { "^/invalid%-response$", handlers.invalid_response },
+  { "^/upload$", handlers.upload },
+  { "^/count$", handlers.count },
+  { "^/header/([^/]+)/(.*)$", handlers.header },
+  { "^/headers$", handlers.headers },
+}
+
+local function route(path)
+  for _, r in ipairs(routes) do
+    local c1, c2 = path:match(r[1])
+    if c1 then return r[2], c1, c2 end
+  end
+  return handlers.echo
+end
+
+---------------------------------------------------------------------------
+-- connection loop
+
+local function serve(conn)
+  while not conn.closed do
+    local req, err, status = read_head(conn)
+    if not req then
+      if err == "bad" then
+        respond(conn, { method = "GET", headers = {}, close = true }, status, "bad request")
+        conn:graceful_close()
+      else
+        conn.sock:close(); conn.closed = true
+        log("conn %d: closed by peer", conn.id)
+      end
+      return
+    end
+    stats.requests = stats.requests + 1
+    conn.requests = conn.requests + 1
+    log("conn %d: %s %s HTTP/%s", conn.id, req.method, req.target, req.version)
+    local handler, c1, c2 = route(req.path)
+
+    if req.headers["expect"] and req.headers["expect"]:lower() == "100-continue"
+       and (req.headers["content-length"] or req.headers["transfer-encoding"]) then
+      if not conn:send_all("HTTP/1.1 100 Continue\r\n\r\n") then return end
+    end
+
+    local pieces, count = {}, 0
+    local sink
+    if handler == handlers.upload then
+      sink = function(p) count = count + #p end
+    else
+      sink = function(p) count = count + #p; pieces[#pieces + 1] = p end
+    end
+    local ok, berr, bstatus = read_body(conn, req, sink)
+    if not ok then
+      if berr == "bad" then
+        req.close = true
+        respond(conn, req, bstatus, "bad request")
+        conn:graceful_close()
+      else
+        conn.sock:close(); conn.closed = true
+      end
+      return
+    end
+    req.body = concat(pieces)
+    req.body_length = count
+
+    local keep = handler(conn, req, c1, c2)
+    if not keep then
+      if not conn.closed then conn:graceful_close() end
+      return
+    end
+  end
+end
+
+---------------------------------------------------------------------------
+-- main
+
+-- socket.bind() sets SO_REUSEADDR, binds and listens
+local server, err = socket.bind("127.0.0.1", opts.port, 1024)
+if not server then
+  io.stderr:write("mock_upstream: bind failed: ", tostring(err), "\n")
+  os.exit(1)
+end
+server:settimeout(0)
+server_port = select(2, server:getsockname())
+server_port = tonumber(server_port)
+
+if opts.portfile then
+  local tmp = opts.portfile .. ".tmp"
+  local f = assert(io.open(tmp, "w"))
+  f:write(tostring(server_port), "\n")
+  f:close()
+  assert(os.rename(tmp, opts.portfile))
+else
+  io.stdout:write(tostring(server_port), "\n")
+  io.stdout:flush()
+end
+log("listening on http://127.0.0.1:%d", server_port)
+
+local next_id = 0
+
+local function accept_all()
+  while true do
+    local client = server:accept()
+    if not client then return end
+    stats.connections = stats.connections + 1
+    if client:getfd() >= MAX_FD then
+      always_log("too many connections (fd %d), closing", client:getfd())
+      client:close()
+    else
+      client:settimeout(0)
+      client:setoption("tcp-nodelay", true)
+      next_id = next_id + 1
+      local conn = setmetatable({ sock = client, buf = "", id = next_id, requests = 0 }, Conn)
+      log("conn %d: accepted", conn.id)
+      local co = coroutine.create(serve)
+      conns[co] = conn
+      resume(co, conn)
+    end
+  end
+end
+
+while true do
+  local rl, wl = { server }, {}
+  for s in pairs(readers) do rl[#rl + 1] = s end
+  for s in pairs(writers) do wl[#wl + 1] = s end
+  local timeout
+  while timers[1] and timers[1].cancelled do remove(timers, 1) end
+  if timers[1] then timeout = math.max(0, timers[1].at - now()) end
+  local r, w = socket.select(rl, wl, timeout)
+  for _, s in ipairs(r or {}) do
+    if s == server then
+      accept_all()
+    else
+      local co = readers[s]
+      if co then wake(co, "ready") end
+    end
+  end
+  for _, s in ipairs(w or {}) do
+    local co = writers[s]
+    if co then wake(co, "ready") end
+  end
+  local t = now()
+  while timers[1] and (timers[1].cancelled or timers[1].at <= t) do
+    local e = remove(timers, 1)
+    if not e.cancelled then wake(e.co, "timeout") end
+  end
+end
