@@ -541,7 +541,18 @@ static int is_line_key(lua_State *L, int idx)
     if (lua_type(L, idx) != LUA_TSTRING)
         return 0;
     s = lua_tolstring(L, idx, &n);
-    return n == 6 && memcmp(s, "__line", 6) == 0;
+    return (n == 6 && memcmp(s, "__line", 6) == 0) ||
+           (n == 6 && memcmp(s, "__keys", 6) == 0);
+}
+
+/* Appends the key at the top of the stack to marks m's __keys list, which
+ * keeps a mapping's keys in declaration order (Lua tables do not). */
+static void note_key(lua_State *L, int m)
+{
+    lua_getfield(L, m, "__keys");
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+    lua_pop(L, 1);
 }
 
 /* Is the value at idx a table built from a mapping / a sequence? */
@@ -593,6 +604,9 @@ static void merge_from(lua_State *L, struct loader *ld, int t, int m, int o,
                 lua_rawget(L, sm);
                 lua_rawset(L, m);
             }
+            lua_pushvalue(L, -2);
+            note_key(L, m);
+            lua_pop(L, 1);
         }
         lua_pop(L, 1);
     }
@@ -629,12 +643,14 @@ static void merge(lua_State *L, struct loader *ld, int t, int m, int o,
 
 static void load_mapping(lua_State *L, struct loader *ld, int depth)
 {
-    int t, m, o, dup;
+    int t, m, o, dup, existed;
     yaml_mark_t mark;
 
     open_collection(L, ld, depth, "map");
     m = lua_gettop(L);
     t = m - 1;
+    lua_newtable(L);
+    lua_setfield(L, m, "__keys");
     lua_pushnil(L);             /* overridable keys, made on first "<<" */
     o = m + 1;
     while (next(L, ld)->type != YAML_MAPPING_END_EVENT) {
@@ -649,6 +665,7 @@ static void load_mapping(lua_State *L, struct loader *ld, int depth)
         lua_pushvalue(L, -1);
         lua_rawget(L, t);
         dup = !lua_isnil(L, -1);
+        existed = dup;
         lua_pop(L, 1);
         if (dup) {
             if (!lua_isnil(L, o)) {
@@ -669,6 +686,8 @@ static void load_mapping(lua_State *L, struct loader *ld, int depth)
             lua_pushinteger(L, (lua_Integer)mark.line + 1);
             lua_rawset(L, m);
         }
+        if (!existed)
+            note_key(L, m);
         next(L, ld);
         load_node(L, ld, depth);
         lua_rawset(L, t);

@@ -37,6 +37,8 @@
  *                      "<<", the line where the key is written); a key
  *                      literally named "__line" is not recorded
  *   marks[tbl][i]      line of item i (sequences)
+ *   marks[tbl].__keys  a mapping's keys in declaration order (merged keys
+ *                      after its own), since Lua tables forget the order
  *
  * Errors are returned, never raised (except for bad argument types):
  *   nil, "<name>:<line>:<column>: <problem>"   syntax and loader errors

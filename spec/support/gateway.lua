@@ -32,7 +32,8 @@
 --
 -- The binary is $TOLLGATE_BIN, else <repo>/build/tollgate; gateway.bin
 -- (a path, or an argv prefix list such as { "sh", "fake.sh" }) overrides
--- both.
+-- both.  It runs in the repository root with TOLLGATE_HOME=<repo> (unless
+-- set), so it loads the work tree's lua/ and policies/.
 
 local process = require "spec.support.process"
 local http = require "spec.support.http"
@@ -58,6 +59,17 @@ local _M = {
 }
 
 local started = {}   -- gateway object -> true until cleaned up
+
+-- opts.env plus TOLLGATE_HOME = <repo> (where the binary finds lua/ and
+-- policies/) unless the environment or opts.env sets it.
+local function gateway_env(env)
+  local e = {}
+  for k, v in pairs(env or {}) do e[k] = v end
+  if e.TOLLGATE_HOME == nil and not os.getenv("TOLLGATE_HOME") then
+    e.TOLLGATE_HOME = process.repo_root()
+  end
+  return e
+end
 
 local function bin_argv()
   local b = _M.bin or os.getenv("TOLLGATE_BIN") or (process.repo_root() .. "/build/tollgate")
@@ -102,7 +114,8 @@ Gateway.__index = Gateway
 --   opts.files    { ["name.lua"] = text } written beside the config
 --                 (names may contain sub-directories)
 --   opts.args     extra argv after -c <file> -w <workers>
---   opts.env      { NAME = value | false } environment changes
+--   opts.env      { NAME = value | false } environment changes; TOLLGATE_HOME
+--                 defaults to the repository root (lua/, policies/)
 --   opts.workers  -w value (default 1)
 --   opts.cwd      working directory (default: the repository root)
 --   opts.timeout  seconds to wait for the listening line (default 5)
@@ -127,7 +140,7 @@ function _M.start(opts)
     stdout_path = dir .. "/stdout.log", stderr_path = dir .. "/stderr.log",
   }, Gateway)
   local pid, err = process.start{
-    cmd = argv, env = opts.env, cwd = opts.cwd or process.repo_root(),
+    cmd = argv, env = gateway_env(opts.env), cwd = opts.cwd or process.repo_root(),
     stdout = g.stdout_path, stderr = g.stderr_path,
   }
   if not pid then
@@ -169,7 +182,7 @@ function _M.check(config_text, opts)
   for _, a in ipairs{ "-t", "-c", cfg } do argv[#argv + 1] = a end
   for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = tostring(a) end
   local ok, code, output = pcall(process.run, {
-    cmd = argv, env = opts.env, cwd = opts.cwd or process.repo_root(),
+    cmd = argv, env = gateway_env(opts.env), cwd = opts.cwd or process.repo_root(),
     timeout = opts.timeout or 10,
   })
   if not os.getenv("TOLLGATE_SPEC_KEEP") then process.rm_rf(dir) end

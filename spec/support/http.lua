@@ -560,19 +560,16 @@ end
 -- one-shot helpers
 
 -- Sends one request on a new connection and reads the response.
--- opts: as Conn:request plus host (address to connect to, default
--- 127.0.0.1; use opts.headers.Host for the Host header), timeout, interim,
--- discard.  Returns res or nil, err, partial.
+-- opts: as Conn:request (host = Host header value) plus address (where to
+-- connect, default 127.0.0.1), timeout (whole exchange, default 5 s),
+-- interim, discard.  Returns res or nil, err, partial.
 function _M.request(port, opts)
   opts = opts or {}
   local deadline = now() + (opts.timeout or _M.DEFAULT_TIMEOUT)
-  local conn, err = _M.connect(port, opts.host, { timeout = opts.timeout })
+  local conn, err = _M.connect(port, opts.address, { timeout = opts.timeout })
   if not conn then return nil, err end
-  local req = {}
-  for k, v in pairs(opts) do req[k] = v end
-  req.host = nil
   local ok
-  ok, err = conn:request(req)
+  ok, err = conn:request(opts)
   if not ok then
     -- the server may have answered (and closed) before reading everything
     local res = conn:read_response{ timeout = math.max(0, deadline - now()) }

@@ -1,0 +1,98 @@
+-- tollgate.core: the C functions Lua reaches through the FFI, and the
+-- constants shared with the C side (runtime/bridge.h, runtime/req.h).
+-- Keep the declarations here in step with runtime/*.h; spec/01-unit
+-- checks that every declared symbol resolves in the binary.
+
+local ffi = require "ffi"
+
+ffi.cdef [[
+typedef struct tg_req tg_req_t;
+typedef struct tg_peer tg_peer_t;
+
+int tg_req_method(tg_req_t *r);
+const char *tg_req_method_name(tg_req_t *r, size_t *len);
+const char *tg_req_target(tg_req_t *r, size_t *len);
+const char *tg_req_path(tg_req_t *r, size_t *len);
+const char *tg_req_query(tg_req_t *r, size_t *len);
+const char *tg_req_host(tg_req_t *r, size_t *len);
+int tg_req_http_version(tg_req_t *r);
+const char *tg_req_client_ip(tg_req_t *r, size_t *len);
+const char *tg_req_id(tg_req_t *r, size_t *len);
+double tg_req_start_time(tg_req_t *r);
+const char *tg_hdr_get(tg_req_t *r, int which, const char *name, size_t len, size_t *vlen);
+int tg_hdr_edit(tg_req_t *r, int which, int op, const char *name, size_t len,
+                const char *value, size_t vlen);
+int tg_hdr_next(tg_req_t *r, int which, int i, const char **name, size_t *nlen,
+                const char **value, size_t *vlen);
+int tg_resp_status(tg_req_t *r);
+void tg_resp_set_status(tg_req_t *r, int status);
+void tg_resp_set_body(tg_req_t *r, const char *body, size_t len);
+void tg_req_set_route(tg_req_t *r, const char *name, size_t len);
+int tg_req_proxy(tg_req_t *r, tg_peer_t *peer, const char *target, size_t len,
+                 int flags, double timeout);
+const char *tg_req_proxy_error(tg_req_t *r);
+int tg_req_sleep(tg_req_t *r, double seconds);
+
+tg_peer_t *tg_peer_get(const char *host, size_t len, int port);
+
+double tg_now(void);
+int tg_worker_id(void);
+void tg_log_line(int level, const char *msg);
+]]
+
+local _M = {
+    C = ffi.C,
+
+    -- enum tg_yield
+    YIELD_DONE = 0,
+    YIELD_WAIT = 1,
+    YIELD_PROXY = 2,
+    YIELD_RESPOND = 3,
+
+    -- which header list
+    REQUEST = 0,
+    RESPONSE = 1,
+
+    -- enum tg_hedit_op
+    HDR_SET = 0,
+    HDR_ADD = 1,
+    HDR_DEL = 2,
+
+    -- tg_req_proxy() flags
+    PROXY_CHANGE_ORIGIN = 1,
+    PROXY_XFWD = 2,
+
+    -- log levels (enum tg_log_level)
+    LOG_ERROR = 0,
+    LOG_WARN = 1,
+    LOG_INFO = 2,
+    LOG_DEBUG = 3,
+
+    -- the FFI symbols above, for the spec that checks they resolve
+    SYMBOLS = {
+        "tg_req_method", "tg_req_method_name", "tg_req_target", "tg_req_path",
+        "tg_req_query", "tg_req_host", "tg_req_http_version", "tg_req_client_ip",
+        "tg_req_id", "tg_req_start_time", "tg_hdr_get", "tg_hdr_edit", "tg_hdr_next",
+        "tg_resp_status", "tg_resp_set_status", "tg_resp_set_body", "tg_req_set_route",
+        "tg_req_proxy", "tg_req_proxy_error", "tg_req_sleep", "tg_peer_get", "tg_now",
+        "tg_worker_id", "tg_log_line",
+    },
+}
+
+-- True inside the gateway binary (the C symbols exist); false in plain
+-- busted, where only the pure-Lua parts can run.
+_M.in_gateway = pcall(function() return ffi.C.tg_now end)
+
+local function log(level, msg)
+    if _M.in_gateway then
+        ffi.C.tg_log_line(level, msg)
+    else
+        io.stderr:write(msg, "\n")
+    end
+end
+
+function _M.log_error(msg) log(_M.LOG_ERROR, msg) end
+function _M.log_warn(msg) log(_M.LOG_WARN, msg) end
+function _M.log_info(msg) log(_M.LOG_INFO, msg) end
+
+return _M

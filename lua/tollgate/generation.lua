@@ -1,0 +1,127 @@
+-- tollgate.generation: turns a config model into what serves requests: the
+-- route table, the compiled pipelines (conditions compiled, parameters
+-- validated with defaults, one policy instance per step) and the settings.
+-- Building is also the validation: `tollgate -t`, start-up and reload all
+-- go through build(), so what one accepts the others accept.
+
+local conditions = require "tollgate.conditions"
+local policies = require "tollgate.policies"
+local router = require "tollgate.router"
+local schema = require "tollgate.schema"
+local settings = require "tollgate.settings"
+
+local type, ipairs, pairs, pcall, tostring = type, ipairs, pairs, pcall, tostring
+
+local _M = {}
+
+local EMPTY_SCHEMA = { properties = {} }
+
+local function build_pipeline(pl, modules, env, ctx)
+    local pipe = { name = pl.name, steps = {}, has_response = false, has_log = false }
+    for pi, pol in ipairs(pl.policies) do
+        local mod = modules[pol.name]
+        for si, step in ipairs(pol.steps) do
+            local spath = step.path or ("pipelines." .. pl.name .. ".policies[" .. pi .. "]." ..
+                pol.name .. "[" .. si .. "]")
+            local cond
+            if step.condition ~= nil then
+                local err, at
+                cond, err, at = conditions.compile(step.condition, spath .. ".condition")
+                if not cond then
+                    return nil, ctx:error(err, at and at[1] or step.at[1], at and at[2])
+                end
+            end
+            local conf, err, at = schema.validate(mod.schema or EMPTY_SCHEMA, step.action,
+                spath .. ".action")
+            if not conf then
+                local tbl = at and at[1]
+                if tbl == nil then tbl, at = step.at[1], { step.at[1], "action" } end
+                return nil, ctx:error(err, tbl, at[2])
+            end
+            local inst = conf
+            if mod.new then
+                local ok, res, nerr = pcall(mod.new, conf, env)
+                if not ok then
+                    return nil, ctx:error(spath .. ": " .. pol.name .. ": " .. tostring(res),
+                        step.at[1], "action")
+                end
+                if res == nil then
+                    return nil, ctx:error(spath .. ".action: " .. tostring(nerr or "invalid"),
+                        step.at[1], "action")
+                end
+                inst = res
+            end
+            local st = { name = pol.name, policy = mod, inst = inst, cond = cond,
+                access = mod.access, response = mod.response, log = mod.log }
+            pipe.steps[#pipe.steps + 1] = st
+            pipe.has_response = pipe.has_response or mod.response ~= nil
+            pipe.has_log = pipe.has_log or mod.log ~= nil
+        end
+    end
+    return pipe
+end
+
+-- Returns the generation, or nil and an error naming file, line and key.
+function _M.build(model)
+    local ctx = model.ctx
+    local s, serr, sat = settings.parse(model.tollgate, model.http)
+    if not s then
+        local tbl, key = model.tollgate_at[1], model.tollgate_at[2]
+        if sat and sat[1] and type(sat[1]) == "table" and sat[1] ~= model.tollgate then
+            tbl, key = sat[1], sat[2]
+        elseif sat and sat[2] then
+            tbl, key = model.tollgate, sat[2]
+        end
+        return nil, ctx:error(serr, tbl, key)
+    end
+
+    local dirs = policies.dirs(model.dir, s.policy_paths)
+    local modules = {}
+    for name, decl in pairs(model.policies) do
+        local file = policies.find(name, dirs)
+        if not file then
+            return nil, ctx:error("policies: unknown policy \"" .. tostring(name) ..
+                "\": not a stock policy, and no " .. tostring(name) .. ".lua in " ..
+                table.concat(dirs, ", "), decl.at[1], decl.at[2])
+        end
+        local mod, err = policies.load_file(file, name)
+        if not mod then
+            return nil, ctx:error("policies: " .. name .. ": " .. err, decl.at[1], decl.at[2])
+        end
+        modules[name] = mod
+    end
+
+    local env = { services = model.services, dir = model.dir, settings = s, file = model.file }
+    local pipelines = {}
+    for _, ep in ipairs(model.endpoints) do ep.pipeline = nil end
+    for _, pl in ipairs(model.pipelines) do
+        local pipe, err = build_pipeline(pl, modules, env, ctx)
+        if not pipe then return nil, err end
+        pipelines[#pipelines + 1] = pipe
+        for i, name in ipairs(pl.endpoints) do
+            local eps = model.endpoint_by_name[name]
+            if not eps then
+                return nil, ctx:error("pipelines." .. pl.name .. ".apiEndpoints[" .. i ..
+                    "]: no apiEndpoint named \"" .. name .. "\"", pl.at[1], "apiEndpoints")
+            end
+            for _, ep in ipairs(eps) do
+                if ep.pipeline then
+                    ctx:warn("apiEndpoints." .. name .. " is used by pipelines " ..
+                        ep.pipeline.name .. " and " .. pl.name .. "; the last one serves it",
+                        pl.at[1], "apiEndpoints")
+                end
+                ep.pipeline = pipe
+            end
+        end
+    end
+
+    local rt, rerr, rep, rkey = router.new(model.endpoints)
+    if not rt then
+        return nil, ctx:error("apiEndpoints." .. rep.name .. "." .. rkey .. ": " .. rerr,
+            rep.at[1], rkey)
+    end
+    return { router = rt, pipelines = pipelines, settings = s, model = model,
+        warnings = model.warnings }
+end
+
+return _M

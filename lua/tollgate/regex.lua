@@ -1,0 +1,88 @@
+-- tollgate.regex: JavaScript-style regular expressions for the parts of
+-- Express Gateway's config that take them (pathRegex, hostRegex, the
+-- pathMatch condition). Lua patterns are not regular expressions, so this
+-- uses PCRE2 (Debian's libpcre2-8-0) through the FFI; its syntax covers
+-- what those configs use (classes, groups, alternation, anchors, \d \w).
+--
+--   local re, err = regex.compile("^/api/v[0-9]+", "i")
+--   local m = re:exec(subject)          -- nil, or { [0] = whole, [1] = group 1, ... }
+--   local ok = re:test(subject)
+
+local ffi = require "ffi"
+
+ffi.cdef [[
+typedef struct pcre2_real_code_8 pcre2_code_8;
+typedef struct pcre2_real_match_data_8 pcre2_match_data_8;
+pcre2_code_8 *pcre2_compile_8(const unsigned char *pattern, size_t length, uint32_t options,
+                              int *errorcode, size_t *erroroffset, void *ccontext);
+void pcre2_code_free_8(pcre2_code_8 *code);
+int pcre2_jit_compile_8(pcre2_code_8 *code, uint32_t options);
+pcre2_match_data_8 *pcre2_match_data_create_from_pattern_8(const pcre2_code_8 *code, void *gcontext);
+void pcre2_match_data_free_8(pcre2_match_data_8 *match_data);
+int pcre2_match_8(const pcre2_code_8 *code, const unsigned char *subject, size_t length,
+                  size_t startoffset, uint32_t options, pcre2_match_data_8 *match_data,
+                  void *mcontext);
+size_t *pcre2_get_ovector_pointer_8(pcre2_match_data_8 *match_data);
+int pcre2_get_error_message_8(int errorcode, unsigned char *buffer, size_t bufflen);
+]]
+
+local lib = ffi.load("libpcre2-8.so.0")
+
+local PCRE2_CASELESS = 0x00000008
+local PCRE2_UTF = 0x00080000
+local PCRE2_JIT_COMPLETE = 0x00000001
+local PCRE2_ERROR_NOMATCH = -1
+
+local sub = string.sub
+
+local _M = {}
+local Regex = {}
+Regex.__index = Regex
+
+local errcode = ffi.new("int[1]")
+local erroff = ffi.new("size_t[1]")
+local msgbuf = ffi.new("unsigned char[256]")
+
+function _M.compile(pattern, flags)
+    local opts = 0
+    if flags and flags:find("i", 1, true) then opts = opts + PCRE2_CASELESS end
+    if flags and flags:find("u", 1, true) then opts = opts + PCRE2_UTF end
+    local code = lib.pcre2_compile_8(pattern, #pattern, opts, errcode, erroff, nil)
+    if code == nil then
+        lib.pcre2_get_error_message_8(errcode[0], msgbuf, 256)
+        return nil, "invalid regular expression /" .. pattern .. "/: " .. ffi.string(msgbuf) ..
+            " at offset " .. tonumber(erroff[0])
+    end
+    code = ffi.gc(code, lib.pcre2_code_free_8)
+    lib.pcre2_jit_compile_8(code, PCRE2_JIT_COMPLETE) -- falls back to the interpreter
+    local md = ffi.gc(lib.pcre2_match_data_create_from_pattern_8(code, nil),
+        lib.pcre2_match_data_free_8)
+    return setmetatable({ code = code, md = md, source = pattern }, Regex)
+end
+
+-- True when the pattern matches anywhere in s (JavaScript's RegExp.test).
+function Regex:test(s)
+    return lib.pcre2_match_8(self.code, s, #s, 0, 0, self.md, nil) >= 0
+end
+
+-- The match and its groups, or nil. Unset groups are false.
+function Regex:exec(s)
+    local rc = lib.pcre2_match_8(self.code, s, #s, 0, 0, self.md, nil)
+    if rc < 0 then
+        if rc ~= PCRE2_ERROR_NOMATCH then return nil end
+        return nil
+    end
+    local ov = lib.pcre2_get_ovector_pointer_8(self.md)
+    local m = {}
+    for i = 0, rc - 1 do
+        local a, b = ov[2 * i], ov[2 * i + 1]
+        if a == ffi.cast("size_t", -1) then
+            m[i] = false
+        else
+            m[i] = sub(s, tonumber(a) + 1, tonumber(b))
+        end
+    end
+    return m
+end
+
+return _M

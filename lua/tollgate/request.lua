@@ -1,0 +1,182 @@
+-- tollgate.request: the request object policies and conditions see.
+--
+--   req.method        "GET"
+--   req.path          raw path, no query ("/a/b%20c")
+--   req.url           path and query, as Express Gateway's req.url; a policy
+--                     may change it (proxy's stripPath, rewrite)
+--   req.query         raw query string, or nil
+--   req.host          Host header without the port, lower-cased, or nil
+--   req.ip            client address
+--   req.id            request id (also sent upstream as eg-request-id)
+--   req.params        route parameters: [0] for "*", then :names in order
+--   req.endpoint      the matched apiEndpoint (name, host, paths, ...)
+--   req.pipeline      the pipeline's name
+--   req.ctx           a table the pipeline's policies share for this request
+--   req.user          set by an authentication policy (authenticated holds)
+--
+--   req:header(name) / req:set_header(name, v) / req:add_header(name, v)
+--   req:remove_header(name) / req:headers()   -- request, as sent upstream
+--   req.response:status() / :set_status(n) / :header(name) / :set_header(n, v)
+--   req.response:add_header(n, v) / :remove_header(n) / :headers()
+--   req:sleep(seconds)                        -- yields; other requests go on
+--
+-- Values cross from C through the FFI; strings are copied when read.
+
+local ffi = require "ffi"
+local core = require "tollgate.core"
+
+local C = core.C
+local ffi_string = ffi.string
+local yield = coroutine.yield
+local type, tostring, setmetatable, rawset = type, tostring, setmetatable, rawset
+local lower = string.lower
+
+local REQUEST, RESPONSE = core.REQUEST, core.RESPONSE
+local HDR_SET, HDR_ADD, HDR_DEL = core.HDR_SET, core.HDR_ADD, core.HDR_DEL
+
+local lenp = ffi.new("size_t[1]")
+local vlenp = ffi.new("size_t[1]")
+local namep = ffi.new("const char *[1]")
+local valp = ffi.new("const char *[1]")
+
+local _M = {}
+
+local function get_header(r, which, name)
+    local p = C.tg_hdr_get(r, which, name, #name, vlenp)
+    if p == nil then return nil end
+    return ffi_string(p, vlenp[0])
+end
+
+local function edit_header(r, which, op, name, value)
+    if type(name) ~= "string" then
+        error("header name must be a string", 3)
+    end
+    if op ~= HDR_DEL then
+        value = tostring(value)
+    end
+    if C.tg_hdr_edit(r, which, op, name, #name, value, value and #value or 0) ~= 0 then
+        error("invalid header " .. name .. ": names are tokens and values have no CR, LF or NUL", 3)
+    end
+end
+
+local function all_headers(r, which)
+    local out = {}
+    local i = 0
+    while true do
+        i = C.tg_hdr_next(r, which, i, namep, lenp, valp, vlenp)
+        if i < 0 then break end
+        local n = lower(ffi_string(namep[0], lenp[0]))
+        local v = ffi_string(valp[0], vlenp[0])
+        local prev = out[n]
+        out[n] = prev and (prev .. ", " .. v) or v
+    end
+    return out
+end
+
+-- ---- response view ------------------------------------------------------------
+
+local Response = {}
+Response.__index = Response
+
+function Response:status() return C.tg_resp_status(self._r) end
+function Response:set_status(n) C.tg_resp_set_status(self._r, n) end
+function Response:header(name) return get_header(self._r, RESPONSE, name) end
+function Response:set_header(name, v) edit_header(self._r, RESPONSE, HDR_SET, name, v) end
+function Response:add_header(name, v) edit_header(self._r, RESPONSE, HDR_ADD, name, v) end
+function Response:remove_header(name) edit_header(self._r, RESPONSE, HDR_DEL, name) end
+function Response:headers() return all_headers(self._r, RESPONSE) end
+
+-- ---- request ----------------------------------------------------------------------
+
+local Request = {}
+
+local lazy = {
+    url = function(self)
+        local p = C.tg_req_target(self._r, lenp)
+        return ffi_string(p, lenp[0])
+    end,
+    query = function(self)
+        local p = C.tg_req_query(self._r, lenp)
+        if p == nil then return nil end
+        return ffi_string(p, lenp[0])
+    end,
+    ip = function(self)
+        local p = C.tg_req_client_ip(self._r, lenp)
+        return ffi_string(p, lenp[0])
+    end,
+    id = function(self)
+        local p = C.tg_req_id(self._r, lenp)
+        return ffi_string(p, lenp[0])
+    end,
+    http_version = function(self)
+        local v = C.tg_req_http_version(self._r)
+        return (v - v % 10) / 10 + (v % 10) / 10
+    end,
+    ctx = function() return {} end,
+    response = function(self) return setmetatable({ _r = self._r }, Response) end,
+}
+
+local Request_mt = {
+    __index = function(self, k)
+        local m = Request[k]
+        if m ~= nil then return m end
+        local f = lazy[k]
+        if f then
+            local v = f(self)
+            rawset(self, k, v)
+            return v
+        end
+        return nil
+    end,
+}
+
+function _M.new(r, method, path, host)
+    return setmetatable({ _r = r, method = method, path = path, host = host }, Request_mt)
+end
+
+function Request:header(name) return get_header(self._r, REQUEST, name) end
+function Request:set_header(name, v) edit_header(self._r, REQUEST, HDR_SET, name, v) end
+function Request:add_header(name, v) edit_header(self._r, REQUEST, HDR_ADD, name, v) end
+function Request:remove_header(name) edit_header(self._r, REQUEST, HDR_DEL, name) end
+function Request:headers() return all_headers(self._r, REQUEST) end
+
+-- Ends the request with a response made here (access phase).
+function Request:respond(status, body, headers)
+    local r = self._r
+    C.tg_resp_set_status(r, status)
+    body = body ~= nil and tostring(body) or ""
+    C.tg_resp_set_body(r, body, #body)
+    if headers then
+        for k, v in pairs(headers) do
+            edit_header(r, RESPONSE, HDR_SET, k, v)
+        end
+    end
+    self.responded = true
+end
+
+-- Proxies to peer; yields until the upstream answered. Returns 0 on
+-- success, or 502/504 with a reason when the upstream failed.
+function Request:proxy(peer, target, flags, timeout)
+    local r = self._r
+    if C.tg_req_proxy(r, peer, target, target and #target or 0, flags, timeout or 0) ~= 0 then
+        error("proxy: no upstream peer", 2)
+    end
+    local err = yield(core.YIELD_PROXY)
+    self.responded = true
+    if err ~= 0 then
+        local reason = C.tg_req_proxy_error(r)
+        return err, reason ~= nil and ffi_string(reason) or "upstream failed"
+    end
+    return 0
+end
+
+-- Suspends this request for `seconds`; the worker serves others meanwhile.
+function Request:sleep(seconds)
+    C.tg_req_sleep(self._r, seconds)
+    yield(core.YIELD_WAIT)
+end
+
+_M.Request = Request
+_M.lazy = lazy
+
+return _M

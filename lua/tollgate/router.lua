@@ -1,0 +1,310 @@
+-- tollgate.router: apiEndpoints matching, as Express Gateway matches them,
+-- built once per config so a request looks at a handful of candidates,
+-- not at every endpoint.
+--
+-- Semantics (Express Gateway 1.16: vhost 3 + Express 4 router):
+--   host       exact, "*" (any, also no Host), "*.company.com" (one label per
+--              "*"); port stripped; case-insensitive. hostRegex: a regex,
+--              anchored, case-insensitive.
+--   paths      "/a" (also "/a/"), "/a/*" (not "/a"), "/a/:id", lists of them,
+--              case-insensitive, path-to-regexp 0.1.7 syntax; matched against
+--              the raw path without the query. No paths: everything.
+--   pathRegex  a regex, unanchored, case-sensitive (as RegExp(str) is).
+--   methods    a list or "GET,POST" or "*"; GET also answers HEAD.
+--   order      declaration order (each path of an endpoint in list order);
+--              the first route that matches wins.
+--
+-- Index: routes are bucketed by host (exact name, wildcard pattern, any) and,
+-- within a host bucket, by the first path segment when the pattern starts
+-- with a literal one. A request merges at most a few bucket lists in
+-- declaration order and tests only those routes.
+
+local regex = require "tollgate.regex"
+
+local type, ipairs, pairs, setmetatable = type, ipairs, pairs, setmetatable
+local lower, upper, find, sub, gsub, byte = string.lower, string.upper, string.find,
+    string.sub, string.gsub, string.byte
+local insert = table.insert
+
+local _M = {}
+local Router = {}
+Router.__index = Router
+
+local EMPTY = {}
+
+-- ---- path patterns ---------------------------------------------------------
+
+-- path-to-regexp 0.1.7, as Express 4 compiles route paths (sensitive=false,
+-- strict=false, end=true).
+local function path_to_pcre(path)
+    local keys = 0
+    local re = path
+    re = (sub(re, -1) == "/") and (re .. "?") or (re .. "/?")
+    re = gsub(re, "/%(", "/(?:")
+    re = gsub(re, "([/%.])", "\\%1")
+    re = gsub(re, "(\\/)(%.?):(%w+)(%b())(%??)", function(slash, fmt, _, capture, optional)
+        keys = keys + 1
+        capture = sub(capture, 2, -2)
+        return "(?:" .. slash .. fmt .. "(" .. capture .. "))" .. optional
+    end)
+    re = gsub(re, "(\\/)(\\?%.?):(%w+)(%??)", function(slash, fmt, _, optional)
+        keys = keys + 1
+        fmt = gsub(fmt, "\\", "")
+        if fmt == "." then fmt = "\\." end
+        if optional == "?" then
+            return "(?:" .. slash .. fmt .. "([^\\/]+?))?"
+        end
+        return slash .. "(?:" .. fmt .. "([^\\/]+?))"
+    end)
+    re = gsub(re, "%*", "(.*)")
+    return "^" .. re .. "$"
+end
+
+local SPECIAL = "[%*:%(%)%?%+%[%]%$%^\\|{}]"
+
+-- Compiles one path of an endpoint into a matcher:
+--   kind "all"    everything; params[0] = the path
+--   kind "exact"  a literal path, with or without a trailing slash
+--   kind "prefix" "<literal>/*": params[0] = the rest
+--   kind "regex"  anything else (params from the groups)
+local function compile_path(p)
+    if p == "*" or p == "/*" and false then
+        return { kind = "all" }
+    end
+    if not find(p, SPECIAL) then
+        local lp = lower(p)
+        if sub(lp, -1) == "/" and #lp > 1 then lp = sub(lp, 1, -2) end
+        return { kind = "exact", path = lp, path_slash = lp .. "/" }
+    end
+    local pre = p:match("^(.-)/%*$")
+    if pre and not find(pre, SPECIAL) then
+        return { kind = "prefix", prefix = lower(pre) .. "/" }
+    end
+    local re, err = regex.compile(path_to_pcre(p), "i")
+    if not re then return nil, err end
+    return { kind = "regex", re = re }
+end
+
+-- The literal first segment of a path pattern, lower-cased, or nil when the
+-- pattern can match more than one first segment.
+local function first_segment(p)
+    if sub(p, 1, 1) ~= "/" then return nil end
+    local seg = p:match("^/([^/]*)")
+    if seg == "" or find(seg, SPECIAL) then return nil end
+    -- "/a" matches "/a/" too, and "/a/*" needs "/a/", so the segment is exact
+    return lower(seg)
+end
+
+-- ---- host patterns ----------------------------------------------------------
+
+local function host_pattern(h)
+    -- vhost: escape, then each "*" is one label; anchored; case-insensitive
+    local p = gsub(lower(h), "[%^%$%(%)%%%.%[%]%+%-%?]", "%%%0")
+    p = gsub(p, "%*", "[^.]+")
+    return "^" .. p .. "$"
+end
+
+local function strip_port(host)
+    if not host then return nil end
+    if byte(host, 1) == 91 then -- "[v6]:port"
+        local v6 = host:match("^(%b[])")
+        return v6 and lower(v6) or lower(host)
+    end
+    local colon = find(host, ":", 1, true)
+    if colon then host = sub(host, 1, colon - 1) end
+    return lower(host)
+end
+_M.strip_port = strip_port
+
+-- ---- building ------------------------------------------------------------------
+
+local function new_bucket()
+    return { segs = {}, wild = {} }
+end
+
+local function bucket_add(b, route)
+    local seg = route.segment
+    if seg then
+        local list = b.segs[seg]
+        if not list then list = {}; b.segs[seg] = list end
+        list[#list + 1] = route
+    else
+        b.wild[#b.wild + 1] = route
+    end
+end
+
+-- endpoints: list of { name, host, hostRegex, paths (list), pathRegex,
+-- methods (list or nil), pipeline, ... } in declaration order.
+function _M.new(endpoints)
+    local self = setmetatable({
+        exact = {},        -- host name -> bucket
+        patterns = {},     -- { match = fn(hostname), bucket }
+        any = new_bucket(),
+        routes = {},
+    }, Router)
+    local n = 0
+    for _, ep in ipairs(endpoints) do
+        local methods
+        if ep.methods then
+            methods = {}
+            for _, m in ipairs(ep.methods) do
+                m = upper(m)
+                methods[m] = true
+                if m == "GET" then methods.HEAD = true end
+            end
+        end
+        local bucket
+        if ep.hostRegex then
+            local src = ep.hostRegex
+            if sub(src, 1, 1) ~= "^" then src = "^" .. src end
+            if sub(src, -1) ~= "$" then src = src .. "$" end
+            local re, err = regex.compile(src, "i")
+            if not re then return nil, err, ep, "hostRegex" end
+            bucket = new_bucket()
+            insert(self.patterns, { test = function(h) return h ~= nil and re:test(h) end,
+                bucket = bucket })
+        elseif ep.host == nil or ep.host == "*" then
+            bucket = self.any
+        elseif find(ep.host, "*", 1, true) then
+            local pat = host_pattern(ep.host)
+            for _, hp in ipairs(self.patterns) do
+                if hp.source == pat then bucket = hp.bucket end
+            end
+            if not bucket then
+                bucket = new_bucket()
+                insert(self.patterns, { source = pat, bucket = bucket,
+                    test = function(h) return h ~= nil and find(h, pat) ~= nil end })
+            end
+        else
+            local h = lower(ep.host)
+            bucket = self.exact[h]
+            if not bucket then bucket = new_bucket(); self.exact[h] = bucket end
+        end
+
+        local paths = ep.paths
+        if ep.pathRegex then
+            local re, err = regex.compile(ep.pathRegex)
+            if not re then return nil, err, ep, "pathRegex" end
+            n = n + 1
+            local route = { index = n, endpoint = ep, methods = methods,
+                m = { kind = "regex", re = re }, path = ep.pathRegex }
+            self.routes[n] = route
+            bucket_add(bucket, route)
+        else
+            if not paths or #paths == 0 then paths = { "*" } end
+            for _, p in ipairs(paths) do
+                local m, err = compile_path(p)
+                if not m then return nil, err, ep, "paths" end
+                n = n + 1
+                local route = { index = n, endpoint = ep, methods = methods, m = m, path = p,
+                    segment = m.kind ~= "all" and first_segment(p) or nil }
+                self.routes[n] = route
+                bucket_add(bucket, route)
+            end
+        end
+    end
+    return self
+end
+
+-- ---- matching -------------------------------------------------------------------
+
+local function decode(s)
+    if not find(s, "%", 1, true) then return s end
+    return (gsub(s, "%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- Does route r's path pattern match? Returns params (a table, possibly
+-- empty) or nil. lpath is the lower-cased path.
+local function match_path(m, path, lpath)
+    local kind = m.kind
+    if kind == "exact" then
+        if lpath == m.path or lpath == m.path_slash then return EMPTY end
+        return nil
+    elseif kind == "prefix" then
+        local pre = m.prefix
+        if sub(lpath, 1, #pre) == pre then
+            return { [0] = decode(sub(path, #pre + 1)), raw0 = sub(path, #pre + 1) }
+        end
+        return nil
+    elseif kind == "all" then
+        return { [0] = decode(path), raw0 = path }
+    end
+    local cap = m.re:exec(path)
+    if not cap then return nil end
+    local params = { raw0 = cap[1] or nil }
+    for i = 1, #cap do
+        if cap[i] then params[i - 1] = decode(cap[i]) end
+    end
+    return params
+end
+
+local function lists_for(bucket, seg, out, k)
+    local l = seg and bucket.segs[seg]
+    if l then k = k + 1; out[k] = l end
+    if #bucket.wild > 0 then k = k + 1; out[k] = bucket.wild end
+    return k
+end
+
+local lists = {}
+local cursors = {}
+
+-- Finds the first route after index `after` (default 0) that matches.
+-- Returns route, params; or nil, allow when only the method differed for an
+-- OPTIONS request (allow = "GET,HEAD,..." as Express answers it).
+function Router:match(host, path, method, after)
+    after = after or 0
+    local hostname = strip_port(host)
+    local lpath = lower(path)
+    local seg = lpath:match("^/([^/]*)")
+
+    local k = 0
+    local b = hostname and self.exact[hostname]
+    if b then k = lists_for(b, seg, lists, k) end
+    for _, hp in ipairs(self.patterns) do
+        if hp.test(hostname) then k = lists_for(hp.bucket, seg, lists, k) end
+    end
+    k = lists_for(self.any, seg, lists, k)
+    for i = 1, k do cursors[i] = 1 end
+
+    local allow
+    while true do
+        -- the next route in declaration order across the candidate lists
+        local best, bi = nil, 0
+        for i = 1, k do
+            local l, c = lists[i], cursors[i]
+            local r = l[c]
+            while r and r.index <= after do c = c + 1; r = l[c] end
+            cursors[i] = c
+            if r and (not best or r.index < best.index) then best, bi = r, i end
+        end
+        if not best then break end
+        cursors[bi] = cursors[bi] + 1
+        local params = match_path(best.m, path, lpath)
+        if params then
+            if not best.methods or best.methods[method] then
+                for i = 1, k do lists[i] = nil end
+                return best, params
+            end
+            if method == "OPTIONS" then
+                allow = allow or {}
+                for m in pairs(best.methods) do allow[m] = true end
+            end
+        end
+    end
+    for i = 1, k do lists[i] = nil end
+    if allow then
+        local order = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS" }
+        local out = {}
+        for _, m in ipairs(order) do
+            if allow[m] then out[#out + 1] = m; allow[m] = nil end
+        end
+        for m in pairs(allow) do out[#out + 1] = m end
+        return nil, table.concat(out, ",")
+    end
+    return nil
+end
+
+_M.path_to_pcre = path_to_pcre
+_M.compile_path = compile_path
+
+return _M

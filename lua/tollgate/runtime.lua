@@ -1,0 +1,126 @@
+-- tollgate.runtime: the worker's entry points, called from C (bridge.c).
+--
+--   load(path, serve)  reads and builds the config; returns the settings
+--                      table, or nil and the error. With serve, the worker
+--                      keeps the generation to handle requests.
+--   main(r)            the body of every request coroutine: handles the
+--                      request r, yields DONE, receives the next one.
+
+local ffi = require "ffi"
+local config = require "tollgate.config"
+local core = require "tollgate.core"
+local generation = require "tollgate.generation"
+local pipeline = require "tollgate.pipeline"
+local request = require "tollgate.request"
+
+local C = core.C
+local ffi_string = ffi.string
+local yield = coroutine.yield
+local xpcall, tostring = xpcall, tostring
+local gsub = string.gsub
+
+local YIELD_DONE = core.YIELD_DONE
+
+local _M = {}
+
+local current -- the generation serving requests
+
+function _M.load(path, serve)
+    local model, err = config.load(path)
+    if not model then return nil, err end
+    local gen, gerr = generation.build(model)
+    if not gen then return nil, gerr end
+    if not serve then
+        for _, w in ipairs(gen.warnings) do core.log_warn(w) end
+    end
+    if serve then current = gen end
+    return gen.settings
+end
+
+function _M.generation()
+    return current
+end
+
+local lenp = ffi.new("size_t[1]")
+local METHODS = {}
+
+local function method_name(r)
+    local m = C.tg_req_method(r)
+    local name = METHODS[m]
+    if not name then
+        name = ffi_string(C.tg_req_method_name(r, lenp), lenp[0])
+        METHODS[m] = name
+    end
+    return name
+end
+
+local function escape_html(s)
+    return (gsub(s, "[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;",
+        ['"'] = "&quot;", ["'"] = "&#39;" }))
+end
+
+-- Express's final 404, byte for byte (finalhandler 1.1).
+local function not_found(req)
+    req:respond(404, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n" ..
+        "<title>Error</title>\n</head>\n<body>\n<pre>Cannot " .. req.method .. " " ..
+        escape_html(req.path) .. "</pre>\n</body>\n</html>\n", {
+        ["Content-Type"] = "text/html; charset=utf-8",
+        ["Content-Security-Policy"] = "default-src 'none'",
+        ["X-Content-Type-Options"] = "nosniff",
+    })
+end
+
+local function handle(r)
+    local gen = current
+    local method = method_name(r)
+    local p = C.tg_req_path(r, lenp)
+    local path = ffi_string(p, lenp[0])
+    local hp = C.tg_req_host(r, lenp)
+    local host = hp ~= nil and ffi_string(hp, lenp[0]) or nil
+
+    local route, params = gen.router:match(host, path, method)
+    while route do
+        local ep = route.endpoint
+        local pipe = ep.pipeline
+        local req = request.new(r, method, path, host)
+        if not pipe then
+            -- an endpoint no pipeline serves: Express's res.sendStatus(404)
+            req:respond(404, "Not Found")
+            return
+        end
+        req.params = params
+        req.endpoint = ep
+        req.pipeline = pipe.name
+        C.tg_req_set_route(r, pipe.name, #pipe.name)
+        if pipeline.run(pipe, req) then return end
+        -- nothing answered: Express tries the next matching route
+        route, params = gen.router:match(host, path, method, route.index)
+    end
+    local req = request.new(r, method, path, host)
+    if params then
+        -- OPTIONS on a path whose routes want other methods (Express router)
+        req:respond(200, params, { ["Allow"] = params,
+            ["Content-Type"] = "text/html; charset=utf-8" })
+        return
+    end
+    not_found(req)
+end
+
+local function on_error(err)
+    return debug.traceback(tostring(err), 2)
+end
+
+function _M.main(r)
+    while true do
+        local ok, err = xpcall(handle, on_error, r)
+        if not ok then
+            core.log_error("request failed in the gateway: " .. tostring(err))
+            C.tg_resp_set_status(r, 500)
+            local body = "Internal Server Error"
+            C.tg_resp_set_body(r, body, #body)
+        end
+        r = yield(YIELD_DONE)
+    end
+end
+
+return _M

@@ -1,0 +1,117 @@
+-- tollgate.settings: the `tollgate:` section of gateway.config.yml, for
+-- what Express Gateway has no setting for. Every key is optional.
+--
+--   tollgate:
+--     workers: auto            # worker processes; a number or "auto" (one per core)
+--     accessLog: stdout        # stdout, stderr, off, or a file path
+--     logLevel: info           # error, warn, info, debug
+--     shutdownTimeout: 10000   # ms a graceful stop waits for requests in flight
+--     policyPaths: [lib/policies]   # more directories with Lua policies
+--     client:
+--       headTimeout: 60000     # ms for a whole request head (408 after)
+--       bodyTimeout: 60000     # ms between two reads of a request body (408)
+--       keepaliveTimeout: 60000  # ms an idle keep-alive connection stays open
+--       sendTimeout: 60000     # ms a client may stall reading a response
+--       maxHeadSize: 32768     # bytes of request line + headers (431 above)
+--       maxBodySize: 0         # bytes of request body, 0 = no limit (413 above)
+--       maxConnections: 16384  # open client connections per worker
+--       maxKeepaliveRequests: 10000  # requests on one connection before it closes
+--     upstream:
+--       connectTimeout: 10000  # ms
+--       timeout: 60000         # ms of upstream inactivity (proxyTimeout overrides)
+--       keepalive: 64          # idle connections kept per upstream per worker
+--       keepaliveTimeout: 4000 # ms an idle upstream connection is kept; keep it
+--                              # below the upstream's own (Node's default is 5 s)
+
+local schema = require "tollgate.schema"
+
+local _M = {}
+
+local function ms(default, description)
+    return { type = "number", minimum = 0, default = default, description = description }
+end
+
+local CLIENT = { properties = {
+    headTimeout = ms(60000, "ms to receive a whole request head"),
+    bodyTimeout = ms(60000, "ms between two reads of a request body"),
+    keepaliveTimeout = ms(60000, "ms an idle keep-alive connection is kept"),
+    sendTimeout = ms(60000, "ms a client may stall reading a response"),
+    maxHeadSize = { type = "integer", minimum = 1024, maximum = 1048576, default = 32768,
+        description = "bytes of request line and headers" },
+    maxBodySize = { type = "number", minimum = 0, default = 0,
+        description = "bytes of request body (0: no limit)" },
+    maxConnections = { type = "integer", minimum = 1, default = 16384,
+        description = "open client connections per worker" },
+    maxKeepaliveRequests = { type = "integer", minimum = 0, default = 10000,
+        description = "requests served on one connection (0: no limit)" },
+} }
+
+local UPSTREAM = { properties = {
+    connectTimeout = ms(10000, "ms to connect to an upstream"),
+    timeout = ms(60000, "ms of upstream inactivity"),
+    keepalive = { type = "integer", minimum = 0, default = 64,
+        description = "idle connections kept per upstream per worker" },
+    keepaliveTimeout = ms(4000, "ms an idle upstream connection is kept"),
+} }
+
+local SCHEMA = { properties = {
+    workers = { type = { "integer", "string" }, default = "auto",
+        description = "worker processes, or auto for one per core" },
+    accessLog = { type = "string", default = "stdout",
+        description = "stdout, stderr, off, or a file path" },
+    logLevel = { type = "string", enum = { "error", "warn", "info", "debug" }, default = "info",
+        description = "error log verbosity" },
+    shutdownTimeout = ms(10000, "ms a graceful stop waits for requests in flight"),
+    policyPaths = { type = "array", items = { type = "string" },
+        description = "directories searched for Lua policies" },
+    client = { type = "object", additional = true, description = "client-side limits" },
+    upstream = { type = "object", additional = true, description = "upstream connections" },
+} }
+
+local LEVELS = { error = 0, warn = 1, info = 2, debug = 3 }
+
+-- Returns the settings table the C core reads (seconds, bytes), or nil,
+-- message, at.
+function _M.parse(section, http)
+    local conf, err, at = schema.validate(SCHEMA, section, "tollgate")
+    if not conf then return nil, err, at end
+    local client, cerr, cat = schema.validate(CLIENT, conf.client or {}, "tollgate.client")
+    if not client then return nil, cerr, cat end
+    local up, uerr, uat = schema.validate(UPSTREAM, conf.upstream or {}, "tollgate.upstream")
+    if not up then return nil, uerr, uat end
+
+    local workers = conf.workers
+    if workers == "auto" then
+        workers = 0
+    elseif type(workers) ~= "number" or workers < 1 then
+        return nil, "tollgate.workers: expected a number of workers or \"auto\"",
+            { section, "workers" }
+    end
+
+    local listen = {}
+    if http then
+        listen[1] = { host = http.hostname, port = http.port }
+    end
+    return {
+        workers = workers,
+        listen = listen,
+        access_log = conf.accessLog,
+        log_level = LEVELS[conf.logLevel],
+        shutdown_timeout = conf.shutdownTimeout / 1000,
+        policy_paths = conf.policyPaths,
+        head_timeout = client.headTimeout / 1000,
+        body_timeout = client.bodyTimeout / 1000,
+        keepalive_timeout = client.keepaliveTimeout / 1000,
+        send_timeout = client.sendTimeout / 1000,
+        max_head_size = client.maxHeadSize,
+        max_body_size = client.maxBodySize,
+        max_connections = client.maxConnections,
+        max_keepalive_requests = client.maxKeepaliveRequests,
+        upstream_connect_timeout = up.connectTimeout / 1000,
+        upstream_timeout = up.timeout / 1000,
+        upstream_keepalive = up.keepalive,
+        upstream_idle_timeout = up.keepaliveTimeout / 1000,
+    }
+end
+
+return _M
