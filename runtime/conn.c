@@ -224,7 +224,7 @@ static void respond_error(tg_conn_t *c, int status, const char *why)
     }
     if (c->state != TG_CONN_ACTIVE) {
         c->state = TG_CONN_ACTIVE;
-        r->t_start = ev_now(tg_worker.loop);
+        r->t_start = ev_time();
     }
     if (r->lua != TG_LUA_NONE)
         tg_lua_abandon(r);
@@ -243,7 +243,7 @@ static void start_request(tg_conn_t *c)
     c->state = TG_CONN_ACTIVE;
     c->nrequests++;
     r->parsed = 1;
-    r->t_start = ev_now(tg_worker.loop);
+    r->t_start = ev_time();
     r->head_request = r->method == HTTP_HEAD;
     r->expect_continue = 0;
     if (r->http_major == 1 && r->http_minor >= 1) {
@@ -387,7 +387,7 @@ void tg_conn_output(tg_conn_t *c)
     }
     if (!r->resp_done) {
         /* The client drained: let the upstream body flow again. */
-        if (r->proxy.state == TG_PROXY_BODY)
+        if (progress && r->proxy.state == TG_PROXY_BODY)
             tg_proxy_resume_read(r);
     } else if (r->body_done || c->close_after) {
         finish_request(c);
@@ -459,7 +459,7 @@ void tg_conn_abort(tg_req_t *r, const char *why)
 
 void tg_conn_proxy_head(tg_req_t *r)
 {
-    r->t_upstream_end = ev_now(tg_worker.loop);
+    r->t_upstream_end = ev_time();
     if (r->lua == TG_LUA_PROXY)
         tg_lua_resume(r, r->proxy.error);
 }

@@ -119,13 +119,13 @@ void tg_access_log(tg_req_t *r)
 
     if (log_fd < 0)
         return;
-    now = ev_now(tg_worker.loop);
+    now = ev_time();
     status = r->status;
     if (r->aborted && !r->resp_started)
         status = 499; /* the client left before the response (nginx's code) */
 
     tg_buf_append_str(&out, "{\"time\":\"");
-    tg_buf_append_str(&out, timestamp(ev_time()));
+    tg_buf_append_str(&out, timestamp(now));
     tg_buf_append_str(&out, "\",\"id\":\"");
     tg_buf_append_str(&out, r->id);
     tg_buf_append_str(&out, "\"");

@@ -300,6 +300,7 @@ int tg_hdr_edit(tg_req_t *r, int which, int op, const char *name, size_t len, co
     }
     tg_hedit_t *h = &e->items[e->n++];
     h->name = lname;
+    h->out_name = tg_arena_strndup(&r->arena, name, len);
     h->name_len = (uint32_t) len;
     h->value = op == TG_HDR_DEL ? NULL : tg_arena_strndup(&r->arena, value, vlen);
     h->value_len = op == TG_HDR_DEL ? 0 : (uint32_t) vlen;

@@ -43,7 +43,8 @@ typedef struct tg_headers {
 enum tg_hedit_op { TG_HDR_SET = 0, TG_HDR_ADD = 1, TG_HDR_DEL = 2 };
 
 typedef struct tg_hedit {
-    const char *name, *value;  /* arena copies */
+    const char *name, *value;  /* arena copies; name lower-cased */
+    const char *out_name;      /* the name as Lua spelled it, for the wire */
     uint32_t name_len, value_len;
     int op;
 } tg_hedit_t;

@@ -377,7 +377,7 @@ void tg_proxy_start(tg_req_t *r)
     tg_proxy_t *p = &r->proxy;
     tg_peer_t *peer = p->peer;
 
-    r->t_upstream = ev_now(tg_worker.loop);
+    r->t_upstream = ev_time();
     p->tries = 0;
     p->error = 0;
     tg_buf_reset(&p->wbuf);
@@ -496,6 +496,8 @@ void tg_proxy_resume_read(tg_req_t *r)
     tg_conn_t *c = r->conn;
     tg_buf_t *b = &p->rbuf;
 
+    size_t queued = c->wbuf.len;
+
     if (p->state != TG_PROXY_BODY)
         return;
     while (!p->body_done && b->pos < b->len && !tg_conn_wbuf_full(c)) {
@@ -522,6 +524,8 @@ void tg_proxy_resume_read(tg_req_t *r)
         tg_conn_body_end(r);
     } else {
         up_update(r);
+        if (c->wbuf.len == queued)
+            return; /* nothing new for the client */
     }
     tg_conn_output(c);
 }
