@@ -23,7 +23,7 @@ DATADIR ?= $(PREFIX)/share/tollgate
 
 DEPS = build-essential pkg-config libluajit2-5.1-dev luajit2 libev-dev libhttp-parser-dev \
        libssl-dev libjwt-dev libyaml-dev lua-busted lua-cjson lua-socket lua-check \
-       wrk nginx-light curl
+       wrk nginx curl libpcre2-8-0
 
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
 LUAJIT_LIBS   := $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1)

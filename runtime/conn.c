@@ -447,6 +447,11 @@ void tg_conn_body_data(tg_req_t *r, const char *p, size_t n)
 
 void tg_conn_body_end(tg_req_t *r)
 {
+    /* The upstream answered before the client finished sending: the rest
+     * of the body cannot go anywhere, so the connection ends with this
+     * response. */
+    if (!r->body_done)
+        r->conn->close_after = 1;
     if (r->proxy.resp_chunked)
         tg_buf_append(&r->conn->wbuf, "0\r\n\r\n", 5);
     r->resp_done = 1;

@@ -21,7 +21,7 @@
 
 local regex = require "tollgate.regex"
 
-local type, ipairs, pairs, setmetatable = type, ipairs, pairs, setmetatable
+local ipairs, pairs, setmetatable = ipairs, pairs, setmetatable
 local lower, upper, find, sub, gsub, byte = string.lower, string.upper, string.find,
     string.sub, string.gsub, string.byte
 local insert = table.insert

@@ -586,6 +586,34 @@ function _M.running()
   return list
 end
 
+---------------------------------------------------------------------------
+-- /proc inspection
+
+-- Sorted list of the pids of pid's live (non-zombie) children, read from
+-- /proc/<pid>/task/*/children (any process, not only ours).
+function _M.children(pid)
+  local list, seen = {}, {}
+  local p = io.popen("cat /proc/" .. tostring(pid) .. "/task/*/children 2>/dev/null")
+  local text = p and p:read("*a") or ""
+  if p then p:close() end
+  for c in text:gmatch("%d+") do
+    c = tonumber(c)
+    if not seen[c] and not is_zombie(c) then
+      seen[c] = true
+      list[#list + 1] = c
+    end
+  end
+  table.sort(list)
+  return list
+end
+
+-- Resident set size of pid in KB (VmRSS in /proc/<pid>/status), or nil.
+function _M.rss_kb(pid)
+  local status = _M.read_file("/proc/" .. tostring(pid) .. "/status")
+  local kb = status and status:match("\nVmRSS:%s*(%d+) kB")
+  return kb and tonumber(kb) or nil
+end
+
 -- kill leftovers when this module instance is collected or the state closes
 _M._sentinel = ffi.gc(ffi.new("char[1]"), function()
   pcall(_M.kill_all)
