@@ -91,7 +91,7 @@ void tg_conn_update(tg_conn_t *c)
         ev |= EV_WRITE;
     if ((c->io.events & (EV_READ | EV_WRITE)) != ev || !ev_is_active(&c->io)) {
         ev_io_stop(tg_worker.loop, &c->io);
-        ev_io_set(&c->io, c->fd, ev);
+        ev_io_modify(&c->io, ev); /* same fd: no EV__IOFDSET, so no needless epoll_ctl */
         if (ev)
             ev_io_start(tg_worker.loop, &c->io);
     }

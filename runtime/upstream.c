@@ -178,7 +178,7 @@ static void pool_put(tg_upconn_t *uc)
     uc->reused = 0;
     ev_io_stop(tg_worker.loop, &uc->io);
     ev_set_cb(&uc->io, on_idle_io);
-    ev_io_set(&uc->io, uc->fd, EV_READ);
+    ev_io_modify(&uc->io, EV_READ);
     ev_io_start(tg_worker.loop, &uc->io);
     uc->timer.repeat = tg_worker.settings->upstream_idle_timeout;
     ev_timer_again(tg_worker.loop, &uc->timer);
@@ -471,7 +471,7 @@ static void up_update(tg_req_t *r)
     }
     if ((uc->io.events & (EV_READ | EV_WRITE)) != ev || !ev_is_active(&uc->io)) {
         ev_io_stop(tg_worker.loop, &uc->io);
-        ev_io_set(&uc->io, uc->fd, ev);
+        ev_io_modify(&uc->io, ev);
         if (ev)
             ev_io_start(tg_worker.loop, &uc->io);
     }

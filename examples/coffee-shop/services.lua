@@ -89,11 +89,12 @@ local function handle(service, req)
       status, body = 405, { error = req.method .. " not allowed on " .. path }
     end
   end
-  body.service = service
-  body.requestId = req.headers["eg-request-id"] or cjson.null
+  local id = req.headers["eg-request-id"]
   io.stderr:write(("%s service: %s %s -> %d (eg-request-id %s)\n"):format(
-    service, req.method, req.target, status, tostring(req.headers["eg-request-id"])))
-  return status, cjson.encode(body) .. "\n"
+    service, req.method, req.target, status, tostring(id)))
+  -- {"service": ..., "requestId": ..., <the rest>}: these two first
+  return status, ('{"service":%s,"requestId":%s,%s\n'):format(
+    cjson.encode(service), cjson.encode(id or cjson.null), cjson.encode(body):sub(2))
 end
 
 -- ---- HTTP/1.1 ----------------------------------------------------------------
@@ -144,7 +145,8 @@ local function on_readable(sock, c)
     local req, status = parse(c)
     if req == nil then break end
     if req then
-      respond(c, handle(c.service, req), req.keep, req.method == "HEAD")
+      local code, body = handle(c.service, req)
+      respond(c, code, body, req.keep, req.method == "HEAD")
     else
       respond(c, status, cjson.encode({ error = REASONS[status] }) .. "\n", false)
     end
@@ -219,4 +221,9 @@ local function main(args)
   end
 end
 
-main(arg)
+local ok, err = pcall(main, arg)
+if not ok then
+  if tostring(err):find("interrupted!$") then os.exit(0) end   -- Ctrl-C
+  io.stderr:write("services.lua: ", tostring(err), "\n")
+  os.exit(1)
+end

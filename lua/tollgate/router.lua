@@ -208,9 +208,13 @@ end
 
 -- ---- matching -------------------------------------------------------------------
 
+local function hexchar(h)
+    return string.char(tonumber(h, 16))
+end
+
 local function decode(s)
     if not find(s, "%", 1, true) then return s end
-    return (gsub(s, "%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+    return (gsub(s, "%%(%x%x)", hexchar))
 end
 
 -- Does route r's path pattern match? Returns params (a table, possibly

@@ -22,6 +22,8 @@ local gsub = string.gsub
 local YIELD_DONE = core.YIELD_DONE
 
 local _M = {}
+-- TOLLGATE_JITV=file logs LuaJIT trace aborts (performance debugging)
+if os.getenv("TOLLGATE_JITV") then require("jit.v").start(os.getenv("TOLLGATE_JITV")) end
 
 local current -- the generation serving requests
 
@@ -110,8 +112,13 @@ local function on_error(err)
     return debug.traceback(tostring(err), 2)
 end
 
+local REQ_PTR = ffi.typeof("tg_req_t *")
+
 function _M.main(r)
     while true do
+        -- a cdata pointer, not the light userdata C passed: FFI calls with
+        -- it are JIT-compiled
+        r = ffi.cast(REQ_PTR, r)
         local ok, err = xpcall(handle, on_error, r)
         if not ok then
             core.log_error("request failed in the gateway: " .. tostring(err))

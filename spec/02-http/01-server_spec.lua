@@ -57,6 +57,34 @@ describe("http server", function()
     end
   end)
 
+  it("answers pipelined requests with bodies in order", function()
+    local conn = assert(g:connect())
+    finally(function() conn:close() end)
+    assert(conn:send("GET /echo/q1 HTTP/1.1\r\nHost: x\r\n\r\n"
+                     .. "POST /echo/q2 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+                     .. "PUT /echo/q3 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     .. "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+                     .. "GET /echo/q4 HTTP/1.1\r\nHost: x\r\n\r\n"))
+    local expect = { { "GET", "/echo/q1", "" }, { "POST", "/echo/q2", "hello" },
+                     { "PUT", "/echo/q3", "abcde" }, { "GET", "/echo/q4", "" } }
+    for _, e in ipairs(expect) do
+      local res = assert(conn:read_response{ method = e[1] })
+      assert.equal(200, res.status)
+      local echo = cjson.decode(res.body)
+      assert.same({ e[1], e[2], e[3] }, { echo.method, echo.path, echo.body })
+    end
+  end)
+
+  it("sends a chunked upstream response to an HTTP/1.0 client without chunked coding", function()
+    local conn = assert(g:connect())
+    finally(function() conn:close() end)
+    assert(conn:send("GET /chunked/3 HTTP/1.0\r\n\r\n"))
+    local res = assert(conn:read_response{ method = "GET" })
+    assert.equal(200, res.status)
+    assert.is_nil(res.headers["transfer-encoding"])
+    assert.equal("chunk1\nchunk2\nchunk3\n", res.body)
+  end)
+
   it("answers an HTTP/1.0 request and closes the connection", function()
     local conn = assert(g:connect())
     finally(function() conn:close() end)

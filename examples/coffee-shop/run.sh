@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Opens the coffee shop: starts the two demo services (services.lua) and
+# Tollgate with gateway.config.yml, waits until all three accept
+# connections, prints curl commands to try, and runs until Ctrl-C or
+# SIGTERM, which stops every process it started.
+#
+#   make run                          builds, then runs this script
+#   ./examples/coffee-shop/run.sh     from any directory, after `make`
+#
+# Ports (all on 127.0.0.1): GATEWAY_PORT (8080), CUSTOMERS_PORT (8081),
+# ORDERS_PORT (8082).  TOLLGATE_BIN overrides build/tollgate, LUAJIT luajit.
+# Output: the gateway's log on stderr, its access log (one JSON line per
+# request) on stdout, one line per request from the services on stderr.
+set -u
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root" || exit 1
+
+export GATEWAY_PORT=${GATEWAY_PORT:-8080}
+customers_port=${CUSTOMERS_PORT:-8081}
+orders_port=${ORDERS_PORT:-8082}
+# gateway.config.yml reads these (see its serviceEndpoints)
+export CUSTOMERS_URL=http://127.0.0.1:$customers_port
+export ORDERS_URL=http://127.0.0.1:$orders_port
+tollgate=${TOLLGATE_BIN:-$root/build/tollgate}
+luajit=${LUAJIT:-luajit}
+
+pids=()
+
+die() {
+  echo "coffee-shop: $*" >&2
+  exit 1
+}
+
+# SIGTERM to everything started, then wait for it (SIGKILL after 15 s).
+# shellcheck disable=SC2317  # called from the EXIT trap
+stop() {
+  trap - EXIT INT TERM HUP
+  [ ${#pids[@]} -gt 0 ] || return 0
+  echo "coffee-shop: stopping (pids ${pids[*]})" >&2
+  kill -TERM "${pids[@]}" 2>/dev/null
+  local deadline=$((SECONDS + 15)) pid
+  for pid in "${pids[@]}"; do
+    while kill -0 "$pid" 2>/dev/null; do
+      if [ "$SECONDS" -ge "$deadline" ]; then
+        echo "coffee-shop: pid $pid did not stop in time; killing it" >&2
+        kill -KILL "$pid" 2>/dev/null
+        break
+      fi
+      sleep 0.1
+    done
+  done
+  wait 2>/dev/null
+  echo "coffee-shop: stopped" >&2
+}
+trap stop EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# True if something accepts connections on 127.0.0.1:$1.
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# wait_listening NAME PID PORT: polls until PORT accepts connections;
+# fails if PID exits first or after 10 s.
+wait_listening() {
+  local deadline=$((SECONDS + 10))
+  until port_open "$3"; do
+    kill -0 "$2" 2>/dev/null || die "the $1 exited before listening on port $3 (its error is above)"
+    [ "$SECONDS" -lt "$deadline" ] || die "the $1 did not listen on port $3 within 10 s"
+    sleep 0.05
+  done
+}
+
+[ -x "$tollgate" ] || die "$tollgate not found: run 'make' first (or 'make run')"
+command -v "$luajit" >/dev/null || die "$luajit not found: run 'make deps'"
+[ "$GATEWAY_PORT" != "$customers_port" ] && [ "$GATEWAY_PORT" != "$orders_port" ] &&
+  [ "$customers_port" != "$orders_port" ] ||
+  die "GATEWAY_PORT, CUSTOMERS_PORT and ORDERS_PORT must differ"
+for port in "$GATEWAY_PORT" "$customers_port" "$orders_port"; do
+  if port_open "$port"; then
+    die "port $port is busy: something already listens on 127.0.0.1:$port.
+Stop it, or choose other ports, e.g.
+  GATEWAY_PORT=9080 CUSTOMERS_PORT=9081 ORDERS_PORT=9082 $0"
+  fi
+done
+
+# setsid: the children get their own session, so a Ctrl-C in this terminal
+# reaches only this script, whose trap stops them in order.  (setsid keeps
+# the pid: without job control a child is not a process group leader.)
+setsid "$luajit" examples/coffee-shop/services.lua \
+  --customers-port "$customers_port" --orders-port "$orders_port" </dev/null &
+services_pid=$!
+pids+=("$services_pid")
+setsid "$tollgate" -c examples/coffee-shop/gateway.config.yml </dev/null &
+gateway_pid=$!
+pids+=("$gateway_pid")
+
+wait_listening "customers service" "$services_pid" "$customers_port"
+wait_listening "orders service" "$services_pid" "$orders_port"
+wait_listening "gateway" "$gateway_pid" "$GATEWAY_PORT"
+
+gw=http://127.0.0.1:$GATEWAY_PORT
+cat <<EOF
+
+The coffee shop is open.
+  gateway            $gw   (tollgate, pid $gateway_pid)
+  customers service  $CUSTOMERS_URL   (services.lua, pid $services_pid)
+  orders service     $ORDERS_URL   (services.lua, pid $services_pid)
+
+Try, from another terminal:
+  curl -H 'Host: customers.company.com' $gw/customers
+  curl -H 'Host: customers.company.com' $gw/customers/2
+  curl -H 'Host: orders.company.com' $gw/orders/1
+  curl -H 'Host: orders.company.com' -H 'Content-Type: application/json' \\
+       -d '{"customerId": 2, "item": "latte"}' $gw/orders
+  curl -i -H 'Host: coffee.company.com' $gw/customers      # 404: no apiEndpoint for that host
+
+Each answer's "requestId" is the eg-request-id the gateway sent; the access
+log line below has it as "id".  Ctrl-C stops everything.
+
+EOF
+
+# Run until a signal (the traps above), or until a process dies.
+wait -n
+status=$?
+kill -0 "$gateway_pid" 2>/dev/null || die "the gateway exited unexpectedly (status $status)"
+die "the services exited unexpectedly (status $status)"
