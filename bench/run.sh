@@ -337,7 +337,8 @@ QUIET="core 0 $(busy_pct "$q0" "$q0b")% busy, core 1 $(busy_pct "$q1" "$q1b")% b
 
 echo "Tollgate bench $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), kernel $(uname -r)"
-echo "tollgate: $("$TOLLGATE" -v 2>&1 | head -1), git $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- . ':!bench' 2>/dev/null || echo ' (dirty)')"
+dirty=$(git status --porcelain -- . ':!bench' 2>/dev/null | wc -l || true)
+echo "tollgate: $("$TOLLGATE" -v 2>&1 | head -1), git $(git rev-parse --short HEAD 2>/dev/null || echo '?')""$([[ ${dirty:-0} -gt 0 ]] && echo " + $dirty uncommitted files outside bench/"), $TOLLGATE built $(date -u -r "$TOLLGATE" '+%Y-%m-%d %H:%M:%S UTC')"
 echo "nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //'), wrk: $(wrk -v 2>&1 | head -1 | awk '{ print $2 }')"
 echo "settings: DURATION=${DURATION}s WARMUP=${WARMUP}s CONNECTIONS=$CONNECTIONS IDLE_CONNS=$IDLE_CONNS (wrk -t1, gateway on core 0, upstream + wrk on core 1)"
 echo "pre-flight: $QUIET"
@@ -391,7 +392,7 @@ if [[ $IDLE_CONNS -gt 0 ]]; then
         kill -0 "$worker" 2>/dev/null || echo "WARNING: $name: worker $worker died during the idle-connection test"
     done
     echo
-    printf '%-10s %16s %18s %14s\n' gateway 'idle RSS KB' "RSS KB w/ $IDLE_CONNS" 'KB/connection'
+    printf '%-10s %16s %18s %14s\n' gateway 'RSS KB before' "RSS KB w/ $IDLE_CONNS" 'KB/connection'
     for name in tollgate nginx; do
         r=${IDLE_RES[$name]}
         b=$(sed -n 's/.*rss_before_kb=\([0-9]*\).*/\1/p' <<<"$r")

@@ -103,6 +103,11 @@ local function join(base, url)
     elseif path == "" then joined = base
     else joined = base .. "/" .. path end
     joined = gsub(joined, "/+", "/")
+    -- as urlJoin: a URL inside the path keeps its "//" (first one only)
+    local h = find(joined, "http:/", 1, true)
+    if h then joined = sub(joined, 1, h + 5) .. "/" .. sub(joined, h + 6) end
+    h = find(joined, "https:/", 1, true)
+    if h then joined = sub(joined, 1, h + 6) .. "/" .. sub(joined, h + 7) end
     if sub(joined, 1, 1) ~= "/" then joined = "/" .. joined end
     return query and (joined .. query) or joined
 end

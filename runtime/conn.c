@@ -202,8 +202,14 @@ static void conn_read(tg_conn_t *c)
         } else if (c->state == TG_CONN_ACTIVE && !c->req.body_done) {
             conn_close(c, "client closed the connection before sending the whole body");
             return;
+        } else if (c->state == TG_CONN_ACTIVE && !c->req.resp_done) {
+            /* The client left while its request is being served (nginx's
+             * 499): stop the upstream exchange rather than finish it for
+             * nobody. A client that only half-closed is treated the same,
+             * as nginx does. */
+            conn_close(c, "client closed the connection before the response");
+            return;
         }
-        /* Otherwise a half-closed client still gets its response(s). */
     } else {
         b->len += (size_t) n;
         if (c->timer_kind == T_BODY)

@@ -274,21 +274,104 @@ const char *tg_http1_error_reason(tg_conn_t *c)
     return http_errno_description(HTTP_PARSER_ERRNO(&c->parser));
 }
 
+/* RFC 9110 tchar, for field names. */
+static const uint8_t TOKEN[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
+
+/* Field values: visible characters, obs-text, space and tab; no other
+ * control characters (NUL, DEL...). */
+static int valid_value(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char) p[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+/* A Host value: reg-name, IPv4 or [IPv6], and an optional port (RFC 3986:
+ * unreserved, pct-encoded, sub-delims, ":" and the IPv6 brackets). */
+static int valid_host(const char *p, size_t n)
+{
+    static const char extra[] = "-._~%!$&'()*+,;=:[]";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char) p[i];
+        if (!((ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') ||
+              (ch && strchr(extra, ch))))
+            return 0;
+    }
+    return 1;
+}
+
+static int count_chunked(const char *p, size_t n)
+{
+    int k = 0;
+    for (size_t i = 0; i + 7 <= n; i++)
+        if (tg_str_ieq(p + i, 7, "chunked", 7))
+            k++;
+    return k;
+}
+
 /* Checks and derived fields once the whole head is in. */
 static int head_complete(tg_conn_t *c)
 {
     tg_req_t *r = &c->req;
     const char *base = c->rbuf.data;
     struct http_parser_url u;
-    int nhost = 0;
+    int nhost = 0, nte = 0;
 
+    if (r->http_major != 1) {
+        error_reason = "unsupported HTTP version";
+        return 505;
+    }
     trim_values(&r->headers, base);
     r->host = -1;
     for (uint32_t i = 0; i < r->headers.n; i++) {
         const tg_header_t *h = &r->headers.items[i];
-        if (tg_str_ieq(base + h->name, h->name_len, "host", 4)) {
+        const char *name = base + h->name;
+        for (uint32_t k = 0; k < h->name_len; k++) {
+            if (!TOKEN[(unsigned char) name[k]]) {
+                /* Also catches "Content-Length : 5": whitespace before the
+                 * colon (RFC 9112 5.1) */
+                error_reason = "invalid character in a header name";
+                return 400;
+            }
+        }
+        if (h->name_len == 0 || !valid_value(base + h->value, h->value_len)) {
+            error_reason = "invalid header";
+            return 400;
+        }
+        if (tg_str_ieq(name, h->name_len, "host", 4)) {
             if (nhost++ == 0)
                 r->host = (int) i;
+            if (!valid_host(base + h->value, h->value_len)) {
+                error_reason = "invalid Host header";
+                return 400;
+            }
+        } else if (tg_str_ieq(name, h->name_len, "transfer-encoding", 17)) {
+            /* Only "chunked", once: any other coding would reach the
+             * upstream decoded but still labelled (RFC 9112 6.1). */
+            if (++nte > 1 || count_chunked(base + h->value, h->value_len) > 1) {
+                error_reason = "chunked applied more than once";
+                return 400;
+            }
+            if (!tg_str_ieq(base + h->value, h->value_len, "chunked", 7)) {
+                error_reason = "unsupported transfer coding";
+                return 501;
+            }
         }
     }
     if (nhost > 1) {

@@ -154,6 +154,15 @@ static void signal_all(int sig)
             kill(children[i].pid, sig);
 }
 
+static void close_listeners(tg_settings_t *s)
+{
+    for (int i = 0; i < s->nlisten; i++) {
+        if (s->listen[i].fd >= 0)
+            close(s->listen[i].fd);
+        s->listen[i].fd = -1;
+    }
+}
+
 int tg_master_run(tg_settings_t *s, const char *config_path, int workers)
 {
     sigset_t set;
@@ -211,9 +220,11 @@ int tg_master_run(tg_settings_t *s, const char *config_path, int workers)
         case SIGINT:
         case SIGQUIT:
             if (!stopping) {
-                tg_log_info("%s: stopping workers", sig == SIGQUIT ? "SIGQUIT" : sig == SIGINT ? "SIGINT" : "SIGTERM");
+                tg_log_info("%s: stopping workers",
+                            sig == SIGQUIT ? "SIGQUIT" : sig == SIGINT ? "SIGINT" : "SIGTERM");
                 stopping = 1;
                 deadline = now_mono() + s->shutdown_timeout + 5;
+                close_listeners(s);
             }
             signal_all(sig == SIGQUIT ? SIGQUIT : SIGTERM);
             break;
@@ -223,8 +234,7 @@ int tg_master_run(tg_settings_t *s, const char *config_path, int workers)
             break;
         }
     }
-    for (int i = 0; i < s->nlisten; i++)
-        close(s->listen[i].fd);
+    close_listeners(s);
     tg_log_info("stopped");
     return 0;
 }

@@ -94,6 +94,13 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
         return;
     tg_worker.stopping = 1;
     stop_listeners();
+    /* Close them too (the master does the same with its copies): new
+     * clients are refused at once and can go elsewhere, instead of
+     * waiting in the backlog of a gateway that is leaving. */
+    for (int i = 0; i < tg_worker.settings->nlisten; i++) {
+        close(tg_worker.settings->listen[i].fd);
+        tg_worker.settings->listen[i].fd = -1;
+    }
     ev_timer_stop(loop, &tg_worker.accept_retry);
     tg_conns_close_idle();
     tg_peers_close_idle();

@@ -20,6 +20,7 @@ local schema = require "tollgate.schema"
 
 local type, ipairs, pairs = type, ipairs, pairs
 local find, gsub, sub = string.find, string.gsub, string.sub
+local tonumber, tostring = tonumber, tostring
 
 local _M = {}
 
@@ -61,6 +62,43 @@ local function glob_to_pattern(g)
     return table.concat(out)
 end
 _M.glob_to_pattern = glob_to_pattern
+
+-- minimatch's brace expansion: "{a,b}.x" -> "a.x", "b.x"; "{1..3}" -> 1, 2, 3.
+local function expand_braces(p)
+    local s, e = find(p, "%b{}")
+    if not s then return { p } end
+    local head, body, tail = sub(p, 1, s - 1), sub(p, s + 1, e - 1), sub(p, e + 1)
+    local alts = {}
+    local a, b = body:match("^(%-?%d+)%.%.(%-?%d+)$")
+    if a then
+        local step = tonumber(a) <= tonumber(b) and 1 or -1
+        for i = tonumber(a), tonumber(b), step do alts[#alts + 1] = tostring(i) end
+    elseif find(body, ",", 1, true) then
+        local depth, start = 0, 1
+        for i = 1, #body do
+            local c = sub(body, i, i)
+            if c == "{" then depth = depth + 1
+            elseif c == "}" then depth = depth - 1
+            elseif c == "," and depth == 0 then
+                alts[#alts + 1] = sub(body, start, i - 1)
+                start = i + 1
+            end
+        end
+        alts[#alts + 1] = sub(body, start)
+    else
+        -- "{x}" is not a set: literal braces
+        local rest = expand_braces(tail)
+        local out = {}
+        for _, r in ipairs(rest) do out[#out + 1] = head .. "{" .. body .. "}" .. r end
+        return out
+    end
+    local out = {}
+    for _, alt in ipairs(alts) do
+        for _, x in ipairs(expand_braces(head .. alt .. tail)) do out[#out + 1] = x end
+    end
+    return out
+end
+_M.expand_braces = expand_braces
 
 local CONDITION_REF = { type = "object", additional = true, description = "a condition" }
 
@@ -130,9 +168,9 @@ local defs = {
     pathMatch = {
         schema = { properties = { pattern = { type = "string", required = true,
             description = "a regular expression searched in the request URL" } } },
-        build = function(cfg)
+        build = function(cfg, path)
             local re, err = regex.compile(cfg.pattern)
-            if not re then return nil, "pattern: " .. err end
+            if not re then return nil, path .. ".pattern: " .. err end
             return function(req) return re:test(req.url) end
         end,
     },
@@ -155,10 +193,16 @@ local defs = {
         schema = { properties = { pattern = { type = "string", required = true,
             description = "a glob matched against the Host header" } } },
         build = function(cfg)
-            local pat = glob_to_pattern(cfg.pattern)
+            local pats = {}
+            for i, p in ipairs(expand_braces(cfg.pattern)) do pats[i] = glob_to_pattern(p) end
+            local n = #pats
             return function(req)
                 local h = req:header("host")
-                return h ~= nil and find(h, pat) ~= nil
+                if h == nil then return false end
+                for i = 1, n do
+                    if find(h, pats[i]) then return true end
+                end
+                return false
             end
         end,
     },
@@ -204,7 +248,7 @@ compile = function(cfg, path)
         return nil, err, at
     end
     local fn, berr, bat = def.build(conf, path)
-    if not fn then return nil, path .. "." .. berr, bat or { cfg } end
+    if not fn then return nil, berr, bat or { cfg, "pattern" } end
     return fn
 end
 _M.compile = compile

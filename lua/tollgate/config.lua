@@ -105,6 +105,12 @@ function Ctx:warn(msg, tbl, key)
     self.warnings[#self.warnings + 1] = w
 end
 
+-- Was this table a YAML sequence (an empty one looks like an empty mapping)?
+function Ctx:is_seq(tbl)
+    local m = self.marks[tbl]
+    return m ~= nil and m.__keys == nil
+end
+
 -- Keys of a mapping in declaration order (YAML keeps it in marks; a Lua
 -- table has none, so its keys are sorted).
 function Ctx:keys(tbl)
@@ -141,10 +147,12 @@ local function check_keys(ctx, tbl, known, path)
     return true
 end
 
-local function parse_http(ctx, v, section)
+local function parse_http(ctx, doc, section)
+    local v = doc[section]
     if is_null(v) then return nil end
     if not is_map(v) then
-        return nil, ctx:error(section .. ": expected a mapping with port and hostname", v)
+        return nil, ctx:error(section .. ": expected a mapping with port and hostname", doc,
+            section)
     end
     local ok, err = check_keys(ctx, v, { port = true, hostname = true, tls = true,
         options = true }, section)
@@ -171,9 +179,9 @@ end
 local ENDPOINT_KEYS = { host = true, hostRegex = true, paths = true, path = true,
     pathRegex = true, methods = true, scopes = true }
 
-local function parse_endpoint(ctx, name, cfg, path)
+local function parse_endpoint(ctx, name, cfg, path, parent, key)
     if not is_map(cfg) then
-        return nil, ctx:error(path .. ": expected a mapping (host, paths, methods...)", cfg)
+        return nil, ctx:error(path .. ": expected a mapping (host, paths, methods...)", parent, key)
     end
     local ok, err = check_keys(ctx, cfg, ENDPOINT_KEYS, path)
     if not ok then return nil, err end
@@ -265,9 +273,9 @@ function _M.parse_url(url)
     return { url = url, scheme = scheme, host = lower(host), port = port, path = path }
 end
 
-local function parse_service(ctx, name, cfg, path)
+local function parse_service(ctx, name, cfg, path, parent)
     if not is_map(cfg) then
-        return nil, ctx:error(path .. ": expected a mapping with url or urls", cfg)
+        return nil, ctx:error(path .. ": expected a mapping with url or urls", parent, name)
     end
     local ok, err = check_keys(ctx, cfg, { url = true, urls = true, proxyOptions = true }, path)
     if not ok then return nil, err end
@@ -295,9 +303,10 @@ local function parse_service(ctx, name, cfg, path)
     return svc
 end
 
-local function parse_pipeline(ctx, name, cfg, path, declared)
+local function parse_pipeline(ctx, name, cfg, path, declared, parent)
     if not is_map(cfg) then
-        return nil, ctx:error(path .. ": expected a mapping with apiEndpoints and policies", cfg)
+        return nil, ctx:error(path .. ": expected a mapping with apiEndpoints and policies",
+            parent, name)
     end
     local ok, err = check_keys(ctx, cfg, { apiEndpoints = true, apiEndpoint = true,
         policies = true, policy = true }, path)
@@ -384,7 +393,7 @@ function _M.compile(doc, ctx)
     end
 
     local err
-    model.http, err = parse_http(ctx, doc.http, "http")
+    model.http, err = parse_http(ctx, doc, "http")
     if err then return nil, err end
     if not is_null(doc.https) then
         ctx:warn("https: HTTPS listeners are not supported yet; this section is ignored", doc,
@@ -402,12 +411,21 @@ function _M.compile(doc, ctx)
         end
         for _, name in ipairs(ctx:keys(aes)) do
             local cfgs = aes[name]
-            local list = (type(cfgs) == "table" and schema.is_array(cfgs) and #cfgs > 0) and cfgs
-                or { cfgs }
+            if is_null(cfgs) then
+                return nil, ctx:error("apiEndpoints." .. name ..
+                    ": expected a mapping (host, paths, methods...)", aes, name)
+            end
+            -- a list of configs (possibly empty: no route, as in Express Gateway)
+            local list = { cfgs }
+            if type(cfgs) == "table" and
+                ((next(cfgs) ~= nil and schema.is_array(cfgs)) or ctx:is_seq(cfgs)) then
+                list = cfgs
+            end
             for i, cfg in ipairs(list) do
                 local path = "apiEndpoints." .. name .. (#list > 1 and ("[" .. i .. "]") or "")
-                if is_null(cfg) then cfg = {} end
-                local ep, perr = parse_endpoint(ctx, name, cfg, path)
+                local parent, key = aes, name
+                if list == cfgs then parent, key = cfgs, i end
+                local ep, perr = parse_endpoint(ctx, name, cfg, path, parent, key)
                 if not ep then return nil, perr end
                 model.endpoints[#model.endpoints + 1] = ep
                 model.endpoint_by_name[name] = model.endpoint_by_name[name] or {}
@@ -424,7 +442,7 @@ function _M.compile(doc, ctx)
                 "serviceEndpoints")
         end
         for _, name in ipairs(ctx:keys(ses)) do
-            local svc, serr = parse_service(ctx, name, ses[name], "serviceEndpoints." .. name)
+            local svc, serr = parse_service(ctx, name, ses[name], "serviceEndpoints." .. name, ses)
             if not svc then return nil, serr end
             model.services[name] = svc
         end
@@ -456,7 +474,7 @@ function _M.compile(doc, ctx)
         end
         for _, name in ipairs(ctx:keys(pls)) do
             local pl, perr = parse_pipeline(ctx, name, pls[name], pkey .. "." .. name,
-                model.policies)
+                model.policies, pls)
             if not pl then return nil, perr end
             model.pipelines[#model.pipelines + 1] = pl
         end

@@ -31,8 +31,9 @@ local function fail(req, pipe, st, phase, err)
     end
 end
 
+-- The error and where it came from, on one log line.
 local function handler(err)
-    return traceback(tostring(err), 2)
+    return (traceback(tostring(err), 2):gsub("\n%s*", "; "))
 end
 
 local function run_access(st, req)

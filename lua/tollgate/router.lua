@@ -21,7 +21,7 @@
 
 local regex = require "tollgate.regex"
 
-local ipairs, pairs, setmetatable = ipairs, pairs, setmetatable
+local ipairs, setmetatable = ipairs, setmetatable
 local lower, upper, find, sub, gsub, byte = string.lower, string.upper, string.find,
     string.sub, string.gsub, string.byte
 local insert = table.insert
@@ -35,29 +35,78 @@ local EMPTY = {}
 -- ---- path patterns ---------------------------------------------------------
 
 -- path-to-regexp 0.1.7, as Express 4 compiles route paths (sensitive=false,
--- strict=false, end=true).
+-- strict=false, end=true). Returns the regex source and the keys of its
+-- capture groups in order: a name for ":name", or 0, 1, ... for unnamed
+-- groups ("*" and bare "(...)"), as Express fills req.params.
+local MARK = "\1"
+
 local function path_to_pcre(path)
-    local keys = 0
-    local re = path
-    re = (sub(re, -1) == "/") and (re .. "?") or (re .. "/?")
-    re = gsub(re, "/%(", "/(?:")
-    re = gsub(re, "([/%.])", "\\%1")
-    re = gsub(re, "(\\/)(%.?):(%w+)(%b())(%??)", function(slash, fmt, _, capture, optional)
-        keys = keys + 1
-        capture = sub(capture, 2, -2)
-        return "(?:" .. slash .. fmt .. "(" .. capture .. "))" .. optional
-    end)
-    re = gsub(re, "(\\/)(\\?%.?):(%w+)(%??)", function(slash, fmt, _, optional)
-        keys = keys + 1
-        fmt = gsub(fmt, "\\", "")
-        if fmt == "." then fmt = "\\." end
-        if optional == "?" then
-            return "(?:" .. slash .. fmt .. "([^\\/]+?))?"
+    local s = "^" .. path .. ((sub(path, -1) == "/") and "?" or "/?")
+    s = gsub(s, "/%(", "/(?:")
+    s = gsub(s, "([/%.])", "\\%1")
+
+    -- (\/)?(\.)?:(\w+)(\(.*?\))?(\*)?(\?)?  -> a named capture
+    local out, n = {}, 0
+    local i, len = 1, #s
+    while i <= len do
+        local c = sub(s, i, i)
+        local name, e = nil, nil
+        if c == ":" then name, e = s:match("^([%w_]+)()", i + 1) end
+        if name then
+            local prev = table.concat(out, "", 1, n)
+            local format, slash = "", ""
+            if sub(prev, -2) == "\\." then format = "\\."; prev = sub(prev, 1, -3) end
+            if sub(prev, -2) == "\\/" then slash = "\\/"; prev = sub(prev, 1, -3) end
+            local capture = s:match("^(%(.-%))", e)
+            if capture then e = e + #capture end
+            local star = sub(s, e, e) == "*"
+            if star then e = e + 1 end
+            local optional = sub(s, e, e) == "?"
+            if optional then e = e + 1 end
+            capture = capture or ("([^\\/" .. format .. "]+?)")
+            out = { prev }
+            n = 1
+            n = n + 1
+            out[n] = (optional and "" or slash) .. "(?:" .. format .. (optional and slash or "") ..
+                MARK .. name .. MARK .. capture ..
+                (star and ("((?:[\\/" .. format .. "].+?)?)") or "") .. ")" .. (optional and "?" or "")
+            i = e
+        else
+            n = n + 1
+            out[n] = c == "*" and "(.*)" or c
+            i = i + 1
         end
-        return slash .. "(?:" .. fmt .. "([^\\/]+?))"
-    end)
-    re = gsub(re, "%*", "(.*)")
-    return "^" .. re .. "$"
+    end
+    s = table.concat(out, "", 1, n) .. "$"
+
+    -- Number the capture groups; strip the name marks.
+    local keys, clean, k = {}, {}, 0
+    local pending
+    local j = 1
+    while j <= #s do
+        local ch = sub(s, j, j)
+        if ch == MARK then
+            local close = find(s, MARK, j + 1, true)
+            pending = sub(s, j + 1, close - 1)
+            j = close + 1
+        elseif ch == "\\" then
+            clean[#clean + 1] = sub(s, j, j + 1)
+            j = j + 2
+        else
+            if ch == "(" and sub(s, j + 1, j + 1) ~= "?" then
+                if pending then
+                    keys[#keys + 1] = pending
+                    pending = nil
+                else
+                    keys[#keys + 1] = k
+                    k = k + 1
+                end
+            end
+            clean[#clean + 1] = ch
+            j = j + 1
+        end
+    end
+    return table.concat(clean), keys
 end
 
 local SPECIAL = "[%*:%(%)%?%+%[%]%$%^\\|{}]"
@@ -68,7 +117,7 @@ local SPECIAL = "[%*:%(%)%?%+%[%]%$%^\\|{}]"
 --   kind "prefix" "<literal>/*": params[0] = the rest
 --   kind "regex"  anything else (params from the groups)
 local function compile_path(p)
-    if p == "*" or p == "/*" and false then
+    if p == "*" then
         return { kind = "all" }
     end
     if not find(p, SPECIAL) then
@@ -80,9 +129,10 @@ local function compile_path(p)
     if pre and not find(pre, SPECIAL) then
         return { kind = "prefix", prefix = lower(pre) .. "/" }
     end
-    local re, err = regex.compile(path_to_pcre(p), "i")
+    local src, keys = path_to_pcre(p)
+    local re, err = regex.compile(src, "i")
     if not re then return nil, err end
-    return { kind = "regex", re = re }
+    return { kind = "regex", re = re, keys = keys }
 end
 
 -- The literal first segment of a path pattern, lower-cased, or nil when the
@@ -144,13 +194,19 @@ function _M.new(endpoints)
     }, Router)
     local n = 0
     for _, ep in ipairs(endpoints) do
-        local methods
+        local methods, allow
         if ep.methods then
-            methods = {}
+            -- Express: one route per method in list order; a GET route also
+            -- answers HEAD and lists it right after its own methods
+            methods, allow = {}, {}
             for _, m in ipairs(ep.methods) do
                 m = upper(m)
+                if not methods[m] then allow[#allow + 1] = m end
                 methods[m] = true
-                if m == "GET" then methods.HEAD = true end
+            end
+            if methods.GET and not methods.HEAD then
+                methods.HEAD = true
+                allow[#allow + 1] = "HEAD"
             end
         end
         local bucket
@@ -186,7 +242,7 @@ function _M.new(endpoints)
             local re, err = regex.compile(ep.pathRegex)
             if not re then return nil, err, ep, "pathRegex" end
             n = n + 1
-            local route = { index = n, endpoint = ep, methods = methods,
+            local route = { index = n, endpoint = ep, methods = methods, allow = allow,
                 m = { kind = "regex", re = re }, path = ep.pathRegex }
             self.routes[n] = route
             bucket_add(bucket, route)
@@ -196,7 +252,8 @@ function _M.new(endpoints)
                 local m, err = compile_path(p)
                 if not m then return nil, err, ep, "paths" end
                 n = n + 1
-                local route = { index = n, endpoint = ep, methods = methods, m = m, path = p,
+                local route = { index = n, endpoint = ep, methods = methods, allow = allow,
+                    m = m, path = p,
                     segment = m.kind ~= "all" and first_segment(p) or nil }
                 self.routes[n] = route
                 bucket_add(bucket, route)
@@ -235,9 +292,14 @@ local function match_path(m, path, lpath)
     end
     local cap = m.re:exec(path)
     if not cap then return nil end
-    local params = { raw0 = cap[1] or nil }
+    local keys = m.keys
+    local params = {}
     for i = 1, #cap do
-        if cap[i] then params[i - 1] = decode(cap[i]) end
+        local key = keys and keys[i] or (i - 1)
+        if cap[i] then
+            params[key] = decode(cap[i])
+            if key == 0 then params.raw0 = cap[i] end
+        end
     end
     return params
 end
@@ -291,19 +353,18 @@ function Router:match(host, path, method, after)
             end
             if method == "OPTIONS" then
                 allow = allow or {}
-                for m in pairs(best.methods) do allow[m] = true end
+                for _, m in ipairs(best.allow) do
+                    if not allow[m] then
+                        allow[m] = true
+                        allow[#allow + 1] = m
+                    end
+                end
             end
         end
     end
     for i = 1, k do lists[i] = nil end
     if allow then
-        local order = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS" }
-        local out = {}
-        for _, m in ipairs(order) do
-            if allow[m] then out[#out + 1] = m; allow[m] = nil end
-        end
-        for m in pairs(allow) do out[#out + 1] = m end
-        return nil, table.concat(out, ",")
+        return nil, table.concat(allow, ",")
     end
     return nil
 end

@@ -109,7 +109,7 @@ local function handle(r)
 end
 
 local function on_error(err)
-    return debug.traceback(tostring(err), 2)
+    return (debug.traceback(tostring(err), 2):gsub("\n%s*", "; "))
 end
 
 local REQ_PTR = ffi.typeof("tg_req_t *")

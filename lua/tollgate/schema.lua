@@ -59,7 +59,11 @@ local function type_ok(want, v)
         if tv == "number" or tv == "boolean" then return true, tostring(v) end
     elseif want == "number" or want == "integer" then
         if tv == "string" then v = tonumber(v); tv = type(v) end
-        if tv == "number" and (want == "number" or v == floor(v)) then return true, v end
+        -- finite numbers only ("nan" and "inf" are numbers to tonumber)
+        if tv == "number" and v == v and v ~= math.huge and v ~= -math.huge and
+            (want == "number" or v == floor(v)) then
+            return true, v
+        end
     elseif want == "boolean" then
         if tv == "boolean" then return true, v end
         if v == "true" then return true, true end

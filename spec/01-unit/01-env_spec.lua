@@ -1,4 +1,5 @@
 -- luacheck: std +busted
+-- luacheck: max line length 140
 -- config.env_substitute: Express Gateway's envReplace (lib/config/config.js)
 --   str.replace(/\$?\$\{([A-Za-z0-9_]+)(:-(.*?))?\}/g, ...)
 -- on the raw text: a set variable wins even when empty, the default only

@@ -1,4 +1,5 @@
 -- luacheck: std +busted
+-- luacheck: max line length 140
 -- tollgate.config: Express Gateway's gateway.config.yml into the model;
 -- every error is "file:line: key.path: message".
 

@@ -36,6 +36,8 @@ local BAD_REQUESTS = {
     raw = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5x\r\n\r\nhello" },
   { name = "whitespace between a header name and the colon", expect = 400, smuggle = true,
     raw = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\nhello" },
+  { name = "a space in a header name", expect = 400, smuggle = true,
+    raw = "GET /echo HTTP/1.1\r\nHost: x\r\nFoo Bar: x\r\n\r\n" },
   { name = "two Host headers", expect = 400, smuggle = true,
     raw = "GET /echo HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n" },
   { name = "HTTP/1.1 without Host", expect = 400, smuggle = true,
@@ -48,9 +50,10 @@ local BAD_REQUESTS = {
     raw = "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX\r\n0\r\n\r\n" },
 }
 
+-- requests that reached the mock, valid or not (the count request included)
 local function requests_seen(up)
   local c = assert(up:count())
-  return c.requests
+  return c.requests + c.rejected
 end
 
 describe("client limits", function()
@@ -77,6 +80,18 @@ describe("client limits", function()
   it("answers 431 to a head over maxHeadSize", function()
     local res = assert(g:get("/echo", { ["X-Big"] = ("b"):rep(2000) }))
     assert.equal(431, res.status)
+  end)
+
+  it("answers 431 to many small header lines adding up over maxHeadSize", function()
+    local headers = {}
+    for i = 1, 100 do headers[#headers + 1] = { "X-H" .. i, ("v"):rep(15) } end
+    local res = assert(g:get("/echo", headers))
+    assert.equal(431, res.status)
+  end)
+
+  it("answers 414 or 431 to a request line over maxHeadSize", function()
+    local res = assert(g:get("/echo/" .. ("u"):rep(3000)))
+    assert.is_truthy(res.status == 414 or res.status == 431, "status " .. res.status)
   end)
 
   it("accepts a body of exactly maxBodySize", function()
@@ -128,11 +143,11 @@ describe("client limits", function()
         assert.is_truthy(err == "closed" or err == "connection reset by peer",
                          "neither a 400 nor a closed connection: " .. tostring(err))
       end
-      assert.is_true(conn:wait_closed(3))
-
       if case.smuggle then
-        assert.equal(before + 1, requests_seen(up))
+        -- answered by the gateway: nothing reached the upstream
+        assert.equal(before + 1, requests_seen(up), "the request reached the upstream")
       end
+      assert.is_true(conn:wait_closed(3))
 
       assert(other:request{ path = "/echo/other2" })
       local res2 = assert(other:read_response())

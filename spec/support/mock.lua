@@ -94,8 +94,9 @@ function Mock:alive()
   return process.alive(self.pid)
 end
 
--- The mock's own counters, fetched directly: { requests = R, connections = C }
--- (the /count request itself is included in R and C).
+-- The mock's own counters, fetched directly: { requests = R, connections = C,
+-- rejected = B } (the /count request itself is included in R and C; B counts
+-- malformed requests the mock answered with 400, which are not in R).
 function Mock:count()
   local res, err = http.get(self.port, "/count")
   if not res then return nil, err end

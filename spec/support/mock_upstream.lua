@@ -38,8 +38,10 @@
 --   /invalid-response    "garbage\r\n\r\n", then close
 --   /upload              count the request body without storing it,
 --                        200 JSON {"received": N}
---   /count               200 JSON {"requests": R, "connections": C}: requests
---                        read so far (this one included), connections accepted
+--   /count               200 JSON {"requests": R, "connections": C,
+--                        "rejected": B}: requests read so far (this one
+--                        included), connections accepted, malformed requests
+--                        answered 400 (not counted in R)
 --   /header/NAME/VALUE   200 "ok" with response header NAME: VALUE
 --                        (percent-decoded)
 --   /headers?N=V&N=V     200 "ok" with each N: V as a response header, in
@@ -237,7 +239,7 @@ end
 ---------------------------------------------------------------------------
 -- connection I/O helpers (run inside the connection coroutine)
 
-local stats = { requests = 0, connections = 0 }
+local stats = { requests = 0, connections = 0, rejected = 0 }
 local server_port
 
 local Conn = {}
@@ -707,6 +709,7 @@ end
 function handlers.count(conn, req)
   return respond(conn, req, 200, cjson.encode({
     requests = stats.requests, connections = stats.connections,
+    rejected = stats.rejected,
   }), nil, "application/json")
 end
 
@@ -751,6 +754,7 @@ local function serve(conn)
     local req, err, status = read_head(conn)
     if not req then
       if err == "bad" then
+        stats.rejected = stats.rejected + 1
         respond(conn, { method = "GET", headers = {}, close = true }, status, "bad request")
         conn:graceful_close()
       else
@@ -779,6 +783,7 @@ local function serve(conn)
     local ok, berr, bstatus = read_body(conn, req, sink)
     if not ok then
       if berr == "bad" then
+        stats.rejected = stats.rejected + 1
         req.close = true
         respond(conn, req, bstatus, "bad request")
         conn:graceful_close()
