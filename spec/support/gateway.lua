@@ -92,8 +92,8 @@ local function substitute(text, vars)
 end
 _M.substitute = substitute
 
-local function write_files(dir, config, files, vars)
-  local cfg = dir .. "/" .. _M.CONFIG_NAME
+local function write_files(dir, config, files, vars, name)
+  local cfg = dir .. "/" .. (name or _M.CONFIG_NAME)
   assert(process.write_file(cfg, substitute(config or "", vars)))
   for name, content in pairs(files or {}) do
     assert(not name:find("%.%.") and name:sub(1, 1) ~= "/", "files: bad name " .. name)
@@ -111,6 +111,8 @@ Gateway.__index = Gateway
 --   opts.config   YAML text, written to <dir>/gateway.config.yml
 --   opts.vars     { NAME = value }: ${NAME} placeholders in config and files
 --                 (GATEWAY_PORT defaults to 0)
+--   opts.config_name  file name for the config (default gateway.config.yml;
+--                 e.g. gateway.lua for a Lua config)
 --   opts.files    { ["name.lua"] = text } written beside the config
 --                 (names may contain sub-directories)
 --   opts.args     extra argv after -c <file> -w <workers>
@@ -129,7 +131,7 @@ function _M.start(opts)
   local dir = process.tmpdir("tollgate-gw")
   local vars = { GATEWAY_PORT = "0" }
   for k, v in pairs(opts.vars or {}) do vars[k] = v end
-  local cfg = write_files(dir, opts.config, opts.files, vars)
+  local cfg = write_files(dir, opts.config, opts.files, vars, opts.config_name)
 
   local argv = bin_argv()
   for _, a in ipairs{ "-c", cfg, "-w", tostring(opts.workers or 1) } do argv[#argv + 1] = a end

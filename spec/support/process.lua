@@ -47,6 +47,9 @@ local unpack = unpack or table.unpack -- luacheck: ignore 143
 
 local _M = {}
 
+-- Wall-clock seconds (fractional), for measuring elapsed time in specs.
+_M.now = socket.gettime
+
 local cdefs = {
   "int fork(void);",
   "int execvp(const char *file, char *const argv[]);",
