@@ -92,8 +92,8 @@ local function substitute(text, vars)
 end
 _M.substitute = substitute
 
-local function write_files(dir, config, files, vars, name)
-  local cfg = dir .. "/" .. (name or _M.CONFIG_NAME)
+local function write_files(dir, config, files, vars, config_name)
+  local cfg = dir .. "/" .. (config_name or _M.CONFIG_NAME)
   assert(process.write_file(cfg, substitute(config or "", vars)))
   for name, content in pairs(files or {}) do
     assert(not name:find("%.%.") and name:sub(1, 1) ~= "/", "files: bad name " .. name)
