@@ -32,7 +32,7 @@ WARN    = -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes
 CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(LUAJIT_CFLAGS) -D_GNU_SOURCE \
              -DTG_DATADIR='"$(DATADIR)"' -fno-strict-aliasing
-LDLIBS  = $(LUAJIT_LIBS) -lev -lhttp_parser -lyaml -lpthread -lm -ldl
+LDLIBS  = $(LUAJIT_LIBS) -lev -lhttp_parser -lyaml -ljwt -lcrypto -lpthread -lm -ldl
 LDFLAGS += -rdynamic
 
 ifeq ($(SAN),1)

@@ -5,6 +5,7 @@
 #
 # Environment: DURATION (s, default 10), CONNECTIONS (default 50), WARMUP (s, default 3),
 #              IDLE_CONNS (default 10000; 0 skips the idle-connection test),
+#              ROUNDS (default 1: tollgate, nginx, tollgate, nginx, ...; medians are reported),
 #              TOLLGATE (binary, default build/tollgate), KEEP_TMP=1 keeps the temp dir.
 # --quick: DURATION=3 WARMUP=1 IDLE_CONNS=2000 unless set explicitly.
 #
@@ -12,7 +13,7 @@
 # See bench/README.md for what each figure means.
 set -euo pipefail
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 
 QUICK=0
 for a in "$@"; do
@@ -29,6 +30,7 @@ DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-50}
 WARMUP=${WARMUP:-3}
 IDLE_CONNS=${IDLE_CONNS:-10000}
+ROUNDS=${ROUNDS:-1}
 KEEP_TMP=${KEEP_TMP:-0}
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -105,13 +107,14 @@ cpu_ticks() {   # utime + stime (fields 14, 15 of /proc/PID/stat) in clock ticks
 
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
-core_ticks() {  # core_ticks N -> "busy total" clock ticks of cpuN from /proc/stat
-    awk -v c="cpu$1" '$1 == c { busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6 }' /proc/stat
+core_ticks() {  # core_ticks N -> "busy steal total" clock ticks of cpuN from /proc/stat
+    awk -v c="cpu$1" '$1 == c { busy = $2 + $3 + $4 + $7 + $8; print busy, $9, busy + $5 + $6 + $9 }' /proc/stat
 }
-busy_pct() {    # busy_pct "B0 T0" "B1 T1" -> busy % of one core between two core_ticks samples
-    awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
-        printf "%.0f", (y[2] > x[2] ? 100 * (y[1] - x[1]) / (y[2] - x[2]) : 0) }'
+tick_pct() {    # tick_pct "SAMPLE0" "SAMPLE1" FIELD [MINUS] -> % of the core's time in FIELD (1 busy, 2 steal)
+    awk -v a="$1" -v b="$2" -v f="$3" -v m="${4:-0}" 'BEGIN { split(a, x, " "); split(b, y, " ");
+        v = (y[3] > x[3] ? 100 * (y[f] - x[f] - m) / (y[3] - x[3]) : 0); printf "%.0f", (v > 0 ? v : 0) }'
 }
+busy_pct() { tick_pct "$1" "$2" 1; }
 
 # Raise our fd limit so wrk, idle-conns and the gateways (which inherit the hard limit) have room.
 need_fds=$(( IDLE_CONNS + 1024 ))
@@ -266,7 +269,7 @@ for name in tollgate:$TG_PORT nginx:$NG_PORT; do
 done
 
 # ---------------------------------------------------------------- 3. load
-declare -A RPS P50 P99 REQS CPU10K CPUPCT RSS_IDLE RSS_LOAD NON2XX SOCKERR WRKDUR CPUS CORE0 CORE1 OTHER0 UPCPU
+declare -A RPS P50 P99 CPU10K CPUPCT RSS_IDLE RSS_LOAD NON2XX SOCKERR CPUS CORE0 CORE1 OTHER0 STEAL0 STEAL1 UPCPU
 
 parse_wrk() {   # parse_wrk FILE -> "reqs dur_s rps p50_ms p99_ms non2xx sockerr"
     awk '
@@ -293,10 +296,12 @@ parse_wrk() {   # parse_wrk FILE -> "reqs dur_s rps p50_ms p99_ms non2xx sockerr
     ' "$1"
 }
 
-bench_one() {   # bench_one NAME PORT MASTER WORKER
-    local name=$1 port=$2 master=$3 worker=$4 url="http://127.0.0.1:$2/" c0 c1 out
-    out="$T/$name/wrk.txt"
-    RSS_IDLE[$name]=$(rss_kb "$worker")
+multi() { if (( ROUNDS > 1 )); then printf '%s' "$1"; fi; }   # text shown only with ROUNDS > 1
+
+bench_one() {   # bench_one NAME ROUND PORT MASTER WORKER
+    local name=$1 round=$2 port=$3 master=$4 worker=$5 url="http://127.0.0.1:$3/" c0 c1 out key="$1#$2"
+    out="$T/$name/wrk.$round.txt"
+    [[ -n ${RSS_IDLE[$name]:-} ]] || RSS_IDLE[$name]=$(rss_kb "$worker")
     if [[ $WARMUP -gt 0 ]]; then
         taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" "$url" >"$T/$name/warmup.txt" 2>&1 \
             || die "$name: wrk warm-up failed: $(cat "$T/$name/warmup.txt")"
@@ -310,25 +315,26 @@ bench_one() {   # bench_one NAME PORT MASTER WORKER
     c1=$(cpu_ticks "$worker") || { echo "WARNING: $name: worker $worker died during the measured run"; c1=$c0; }
     k0b=$(core_ticks 0); k1b=$(core_ticks 1)
     u1=$(cpu_ticks "$UP_WORKER")
-    CORE0[$name]=$(busy_pct "$k0" "$k0b"); CORE1[$name]=$(busy_pct "$k1" "$k1b")
+    CORE0[$key]=$(busy_pct "$k0" "$k0b"); CORE1[$key]=$(busy_pct "$k1" "$k1b")
     # core 0 time not spent in the gateway worker = interference (other processes, interrupts)
-    OTHER0[$name]=$(awk -v a="$k0" -v b="$k0b" -v g="$(( c1 - c0 ))" 'BEGIN { split(a, x, " "); split(b, y, " ");
-        printf "%.0f", (y[2] > x[2] ? 100 * (y[1] - x[1] - g) / (y[2] - x[2]) : 0) }')
-    UPCPU[$name]=$(awk -v d="$(( u1 - u0 ))" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", d / hz }')
+    OTHER0[$key]=$(tick_pct "$k0" "$k0b" 1 "$(( c1 - c0 ))")
+    STEAL0[$key]=$(tick_pct "$k0" "$k0b" 2); STEAL1[$key]=$(tick_pct "$k1" "$k1b" 2)
+    UPCPU[$key]=$(awk -v d="$(( u1 - u0 ))" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", d / hz }')
     kill -0 "$master" 2>/dev/null || echo "WARNING: $name: master $master died during the run"
     RSS_LOAD[$name]=$(rss_kb "$worker" 2>/dev/null || echo 0)
     local reqs dur rps p50 p99 non2xx sockerr
     read -r reqs dur rps p50 p99 non2xx sockerr < <(parse_wrk "$out")
-    REQS[$name]=$reqs; WRKDUR[$name]=$dur; RPS[$name]=$rps; P50[$name]=$p50; P99[$name]=$p99
-    NON2XX[$name]=$non2xx; SOCKERR[$name]=$sockerr
-    CPUS[$name]=$(awk -v d="$(( c1 - c0 ))" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", d / hz }')
-    CPU10K[$name]=$(awk -v d="$(( c1 - c0 ))" -v hz="$CLK_TCK" -v n="${REQS[$name]}" \
+    RPS[$key]=$rps; P50[$key]=$p50; P99[$key]=$p99
+    NON2XX[$key]=$non2xx; SOCKERR[$key]=$sockerr
+    CPUS[$key]=$(awk -v d="$(( c1 - c0 ))" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", d / hz }')
+    CPU10K[$key]=$(awk -v d="$(( c1 - c0 ))" -v hz="$CLK_TCK" -v n="$reqs" \
         'BEGIN { printf "%.4f", (n > 0 ? d / hz / n * 10000 : 0) }')
-    CPUPCT[$name]=$(awk -v c="${CPUS[$name]}" -v t="${WRKDUR[$name]}" 'BEGIN { printf "%.0f", (t > 0 ? 100 * c / t : 0) }')
-    echo "---- $name: wrk output (127.0.0.1:$port, worker PID $worker)"
+    CPUPCT[$key]=$(awk -v c="${CPUS[$key]}" -v t="$dur" 'BEGIN { printf "%.0f", (t > 0 ? 100 * c / t : 0) }')
+    echo "---- $name$(multi " round $round"): wrk output (127.0.0.1:$port, worker PID $worker)"
     sed 's/^/    /' "$out"
-    echo "    gateway worker CPU ${CPUS[$name]} s (${CPUPCT[$name]}% of a core), upstream worker CPU ${UPCPU[$name]} s;" \
-        "core 0 ${CORE0[$name]}% busy (${OTHER0[$name]}% not the gateway), core 1 ${CORE1[$name]}% busy"
+    echo "    gateway worker CPU ${CPUS[$key]} s (${CPUPCT[$key]}% of a core), upstream worker CPU ${UPCPU[$key]} s"
+    echo "    core 0 ${CORE0[$key]}% busy (${OTHER0[$key]}% not the gateway worker), ${STEAL0[$key]}% stolen;" \
+        "core 1 ${CORE1[$key]}% busy, ${STEAL1[$key]}% stolen"
 }
 
 # Pinning keeps our processes on their cores but does not keep others off them: check the machine is quiet.
@@ -338,9 +344,11 @@ QUIET="core 0 $(busy_pct "$q0" "$q0b")% busy, core 1 $(busy_pct "$q1" "$q1b")% b
 echo "Tollgate bench $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), kernel $(uname -r)"
 dirty=$(git status --porcelain -- . ':!bench' 2>/dev/null | wc -l || true)
-echo "tollgate: $("$TOLLGATE" -v 2>&1 | head -1), git $(git rev-parse --short HEAD 2>/dev/null || echo '?')""$([[ ${dirty:-0} -gt 0 ]] && echo " + $dirty uncommitted files outside bench/"), $TOLLGATE built $(date -u -r "$TOLLGATE" '+%Y-%m-%d %H:%M:%S UTC')"
+dirty_note=""; if (( ${dirty:-0} > 0 )); then dirty_note=" + $dirty uncommitted files outside bench/"; fi
+echo "tollgate: $("$TOLLGATE" -v 2>&1 | head -1), git $(git rev-parse --short HEAD 2>/dev/null || echo '?')$dirty_note," \
+    "$TOLLGATE built $(date -u -r "$TOLLGATE" '+%Y-%m-%d %H:%M:%S UTC')"
 echo "nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //'), wrk: $(wrk -v 2>&1 | head -1 | awk '{ print $2 }')"
-echo "settings: DURATION=${DURATION}s WARMUP=${WARMUP}s CONNECTIONS=$CONNECTIONS IDLE_CONNS=$IDLE_CONNS (wrk -t1, gateway on core 0, upstream + wrk on core 1)"
+echo "settings: DURATION=${DURATION}s WARMUP=${WARMUP}s CONNECTIONS=$CONNECTIONS IDLE_CONNS=$IDLE_CONNS ROUNDS=$ROUNDS (wrk -t1, gateway on core 0, upstream + wrk on core 1)"
 echo "pre-flight: $QUIET"
 if [[ $(busy_pct "$q0" "$q0b") -gt 10 || $(busy_pct "$q1" "$q1b") -gt 10 ]]; then
     echo "WARNING: the machine is not idle; other processes will skew the figures:"
@@ -349,28 +357,52 @@ fi
 echo "upstream: nginx 127.0.0.1:$UP_PORT; tollgate 127.0.0.1:$TG_PORT (worker $TG_WORKER); nginx proxy 127.0.0.1:$NG_PORT (worker $NG_WORKER)"
 echo
 
-bench_one tollgate "$TG_PORT" "$TG_MASTER" "$TG_WORKER"
-bench_one nginx "$NG_PORT" "$NG_MASTER" "$NG_WORKER"
+for (( round=1; round<=ROUNDS; round++ )); do
+    bench_one tollgate "$round" "$TG_PORT" "$TG_MASTER" "$TG_WORKER"
+    bench_one nginx "$round" "$NG_PORT" "$NG_MASTER" "$NG_WORKER"
+done
 
 # ---------------------------------------------------------------- 4. report
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+median() {      # median NAME ARRAY -> median of ARRAY[NAME#1..ROUNDS]
+    local -n arr=$2
+    local r
+    for (( r=1; r<=ROUNDS; r++ )); do echo "${arr[$1#$r]}"; done | sort -g |
+        awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+row() { printf '%-16s %12s %10s %10s %14s %7s %12s %12s %8s %8s\n' "$@"; }
 echo
-echo "==== throughput: GET / through one gateway worker, ${DURATION}s, $CONNECTIONS connections"
-printf '%-10s %12s %10s %10s %14s %9s %12s %12s %8s %8s\n' \
-    gateway 'req/s' 'p50 ms' 'p99 ms' 'CPU s/10k req' 'CPU %' 'idle RSS KB' 'load RSS KB' non-2xx sockerr
+echo "==== throughput: GET / through one gateway worker, ${DURATION}s, $CONNECTIONS connections$(multi ", $ROUNDS rounds")"
+row gateway 'req/s' 'p50 ms' 'p99 ms' 'CPU s/10k req' 'CPU %' 'idle RSS KB' 'load RSS KB' non-2xx sockerr
+declare -A M
 for name in tollgate nginx; do
-    printf '%-10s %12s %10s %10s %14s %9s %12s %12s %8s %8s\n' "$name" "${RPS[$name]}" "${P50[$name]}" \
-        "${P99[$name]}" "${CPU10K[$name]}" "${CPUPCT[$name]}" "${RSS_IDLE[$name]}" "${RSS_LOAD[$name]}" \
-        "${NON2XX[$name]}" "${SOCKERR[$name]}"
+    for (( round=1; round<=ROUNDS; round++ )); do
+        key="$name#$round"
+        row "$name$(multi " #$round")" "${RPS[$key]}" "${P50[$key]}" "${P99[$key]}" \
+            "${CPU10K[$key]}" "${CPUPCT[$key]}" "${RSS_IDLE[$name]}" "${RSS_LOAD[$name]}" "${NON2XX[$key]}" "${SOCKERR[$key]}"
+    done
+    for a in RPS P50 P99 CPU10K CPUPCT; do M[$name.$a]=$(median "$name" "$a"); done
+    if [[ $ROUNDS -gt 1 ]]; then
+        row "$name median" "${M[$name.RPS]}" "${M[$name.P50]}" "${M[$name.P99]}" "${M[$name.CPU10K]}" "${M[$name.CPUPCT]}" "" "" "" ""
+    fi
 done
-echo "ratio tollgate/nginx: req/s $(ratio "${RPS[tollgate]}" "${RPS[nginx]}"), p50 $(ratio "${P50[tollgate]}" "${P50[nginx]}"), p99 $(ratio "${P99[tollgate]}" "${P99[nginx]}"), CPU per request $(ratio "${CPU10K[tollgate]}" "${CPU10K[nginx]}")"
+echo "ratio tollgate/nginx$(multi " (medians)"): req/s $(ratio "${M[tollgate.RPS]}" "${M[nginx.RPS]}")," \
+    "p50 $(ratio "${M[tollgate.P50]}" "${M[nginx.P50]}"), p99 $(ratio "${M[tollgate.P99]}" "${M[nginx.P99]}")," \
+    "CPU per request $(ratio "${M[tollgate.CPU10K]}" "${M[nginx.CPU10K]}")"
 for name in tollgate nginx; do
-    if [[ ${OTHER0[$name]} -gt 5 ]]; then
-        echo "WARNING: $name: ${OTHER0[$name]}% of core 0 went to something other than the gateway worker during the run"
-    fi
-    if [[ ${NON2XX[$name]} -gt 0 || ${SOCKERR[$name]} -gt 0 ]]; then
-        echo "WARNING: $name: ${NON2XX[$name]} non-2xx/3xx responses, ${SOCKERR[$name]} socket errors (see wrk output above)"
-    fi
+    for (( round=1; round<=ROUNDS; round++ )); do
+        key="$name#$round"
+        what="$name$(multi " round $round")"
+        if [[ ${OTHER0[$key]} -gt 5 ]]; then
+            echo "WARNING: $what: ${OTHER0[$key]}% of core 0 went to something other than the gateway worker"
+        fi
+        if [[ ${STEAL0[$key]} -gt 5 || ${STEAL1[$key]} -gt 5 ]]; then
+            echo "WARNING: $what: the hypervisor stole ${STEAL0[$key]}% of core 0 and ${STEAL1[$key]}% of core 1"
+        fi
+        if [[ ${NON2XX[$key]} -gt 0 || ${SOCKERR[$key]} -gt 0 ]]; then
+            echo "WARNING: $what: ${NON2XX[$key]} non-2xx/3xx responses, ${SOCKERR[$key]} socket errors (see wrk output above)"
+        fi
+    done
 done
 
 # ---------------------------------------------------------------- 6. idle keep-alive connections

@@ -153,6 +153,7 @@ static void read_settings(lua_State *L, int idx, tg_settings_t *s)
     s->upstream_idle_timeout = num_field(L, idx, "upstream_idle_timeout", s->upstream_idle_timeout);
     s->upstream_keepalive = (int) num_field(L, idx, "upstream_keepalive", s->upstream_keepalive);
     s->log_level = (int) num_field(L, idx, "log_level", s->log_level);
+    s->shared_memory = (size_t) num_field(L, idx, "shared_memory", (double) s->shared_memory);
     free(s->access_log);
     s->access_log = str_field(L, idx, "access_log", "stdout");
 

@@ -10,6 +10,7 @@
 
 #include "bridge.h"
 #include "master.h"
+#include "shdict.h"
 #include "worker.h"
 
 #define TG_VERSION "0.1.0"
@@ -82,6 +83,10 @@ int main(int argc, char **argv)
         return 1;
     }
     raise_nofile();
+    if (tg_shdict_init(s.shared_memory, &err) != TG_OK) {
+        tg_log_error("cannot map %zu bytes of shared memory: %s", s.shared_memory, err);
+        return 1;
+    }
     if (tg_master_listen(&s, &err) != TG_OK) {
         tg_log_error("%s", err);
         return 1;

@@ -23,6 +23,7 @@ void tg_settings_defaults(tg_settings_t *s)
     s->upstream_timeout = 60;
     s->upstream_idle_timeout = 4;
     s->upstream_keepalive = 64;
+    s->shared_memory = 16 * 1024 * 1024;
     s->log_level = TG_LOG_INFO;
 }
 

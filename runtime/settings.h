@@ -37,6 +37,7 @@ typedef struct tg_settings {
     double upstream_idle_timeout;/* pooled idle upstream connection lifetime */
     int upstream_keepalive;      /* idle connections kept per upstream per worker */
 
+    size_t shared_memory;        /* bytes of the shared dictionary (shdict.c) */
     char *access_log;            /* "stdout", "stderr", "off" or a file path */
     int log_level;
 } tg_settings_t;

@@ -7,6 +7,8 @@
 --     logLevel: info           # error, warn, info, debug
 --     shutdownTimeout: 10000   # ms a graceful stop waits for requests in flight
 --     policyPaths: [lib/policies]   # more directories with Lua policies
+--     sharedMemory: 16m        # the shared dictionary (rate-limit counters...):
+--                              # bytes, or with k/m/g; 256 bytes an entry
 --     client:
 --       headTimeout: 60000     # ms for a whole request head (408 after)
 --       bodyTimeout: 60000     # ms between two reads of a request body (408)
@@ -64,6 +66,8 @@ local SCHEMA = { properties = {
     shutdownTimeout = ms(10000, "ms a graceful stop waits for requests in flight"),
     policyPaths = { type = "array", items = { type = "string" },
         description = "directories searched for Lua policies" },
+    sharedMemory = { type = { "number", "string" }, default = "16m",
+        description = "size of the shared dictionary: bytes, or a number with k, m or g" },
     client = { type = "object", additional = true, description = "client-side limits" },
     upstream = { type = "object", additional = true, description = "upstream connections" },
 } }
@@ -88,6 +92,19 @@ function _M.parse(section, http)
             { section, "workers" }
     end
 
+    local shm = conf.sharedMemory
+    if type(shm) == "string" then
+        local n, unit = shm:lower():match("^%s*(%d+)%s*([kmg]?)b?%s*$")
+        if not n then
+            return nil, "tollgate.sharedMemory: expected a size such as 16m, got \"" .. shm .. "\"",
+                { section, "sharedMemory" }
+        end
+        shm = tonumber(n) * ({ [""] = 1, k = 1024, m = 1024 ^ 2, g = 1024 ^ 3 })[unit]
+    end
+    if shm < 65536 then
+        return nil, "tollgate.sharedMemory: at least 64k", { section, "sharedMemory" }
+    end
+
     local listen = {}
     if http then
         listen[1] = { host = http.hostname, port = http.port }
@@ -97,6 +114,7 @@ function _M.parse(section, http)
         listen = listen,
         access_log = conf.accessLog,
         log_level = LEVELS[conf.logLevel],
+        shared_memory = shm,
         shutdown_timeout = conf.shutdownTimeout / 1000,
         policy_paths = conf.policyPaths,
         head_timeout = client.headTimeout / 1000,
