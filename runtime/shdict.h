@@ -28,7 +28,8 @@ void tg_shdict_destroy(void);
  * dictionary. */
 TG_EXPORT int tg_shdict_incr(const char *key, size_t klen, double by, double init, double ttl,
                              double *value, double *ttl_left);
-/* TG_OK with the value (a number, or a string into buf/*len when *is_str),
+/* TG_OK with the value (a number, or a string copied to buf with its length
+ * in len when is_str is set),
  * TG_DECLINED when absent or expired. buf holds TG_SHDICT_VAL_MAX bytes. */
 TG_EXPORT int tg_shdict_get(const char *key, size_t klen, double *num, char *buf, size_t *len,
                             int *is_str, double *ttl_left);
