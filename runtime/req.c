@@ -185,6 +185,11 @@ void tg_req_set_route(tg_req_t *r, const char *name, size_t len)
     r->route = tg_arena_strndup(&r->arena, name, len);
 }
 
+void tg_req_set_error(tg_req_t *r, const char *msg, size_t len)
+{
+    r->error = tg_arena_strndup(&r->arena, msg, len);
+}
+
 /* ---- headers (FFI) ----------------------------------------------------------- */
 
 static tg_hedits_t *edits_of(tg_req_t *r, int which)

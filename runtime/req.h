@@ -166,7 +166,7 @@ struct tg_req {
     ev_tstamp t_upstream_end;   /* upstream head received */
     uint64_t bytes_sent;        /* response bytes written to the client, head included */
     const char *route;          /* "pipeline" name for the log (arena), or NULL */
-    const char *error;          /* why the gateway answered with an error (static), or NULL */
+    const char *error;          /* why the gateway answered with an error (static or arena), or NULL */
     char id[33];                /* request id, hex */
 };
 
@@ -202,6 +202,8 @@ TG_EXPORT int tg_resp_status(tg_req_t *r);
 TG_EXPORT void tg_resp_set_status(tg_req_t *r, int status);
 TG_EXPORT void tg_resp_set_body(tg_req_t *r, const char *body, size_t len);
 TG_EXPORT void tg_req_set_route(tg_req_t *r, const char *name, size_t len);
+/* Why the request was refused or failed, for the access log's "error". */
+TG_EXPORT void tg_req_set_error(tg_req_t *r, const char *msg, size_t len);
 TG_EXPORT int tg_req_proxy(tg_req_t *r, tg_peer_t *peer, const char *target, size_t len,
                            int flags, double timeout);
 TG_EXPORT const char *tg_req_proxy_error(tg_req_t *r);

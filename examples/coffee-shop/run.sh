@@ -23,6 +23,7 @@ orders_port=${ORDERS_PORT:-8082}
 export CUSTOMERS_URL=http://127.0.0.1:$customers_port
 export ORDERS_URL=http://127.0.0.1:$orders_port
 tollgate=${TOLLGATE_BIN:-$root/build/tollgate}
+export TOLLGATE_HOME=${TOLLGATE_HOME:-$root}   # where it finds lua/ and policies/
 luajit=${LUAJIT:-luajit}
 
 pids=()
@@ -76,9 +77,10 @@ wait_listening() {
 
 [ -x "$tollgate" ] || die "$tollgate not found: run 'make' first (or 'make run')"
 command -v "$luajit" >/dev/null || die "$luajit not found: run 'make deps'"
-[ "$GATEWAY_PORT" != "$customers_port" ] && [ "$GATEWAY_PORT" != "$orders_port" ] &&
-  [ "$customers_port" != "$orders_port" ] ||
+if [ "$GATEWAY_PORT" = "$customers_port" ] || [ "$GATEWAY_PORT" = "$orders_port" ] ||
+   [ "$customers_port" = "$orders_port" ]; then
   die "GATEWAY_PORT, CUSTOMERS_PORT and ORDERS_PORT must differ"
+fi
 for port in "$GATEWAY_PORT" "$customers_port" "$orders_port"; do
   if port_open "$port"; then
     die "port $port is busy: something already listens on 127.0.0.1:$port.

@@ -35,6 +35,39 @@ int tg_req_sleep(tg_req_t *r, double seconds);
 
 tg_peer_t *tg_peer_get(const char *host, size_t len, int port);
 
+void tg_req_set_error(tg_req_t *r, const char *msg, size_t len);
+
+typedef struct tg_jwt_key tg_jwt_key_t;
+typedef struct tg_jwt_opts {
+    int algorithms;
+    double leeway;
+    const char *audience;
+    const char *issuer;
+} tg_jwt_opts_t;
+typedef struct tg_jwt_result {
+    int reason;
+    int alg;
+    const char *claims;
+    size_t claims_len;
+    double exp;
+} tg_jwt_result_t;
+tg_jwt_key_t *tg_jwt_key_new(const char *material, size_t len, const char *kid,
+                             char *err, size_t errlen);
+void tg_jwt_key_free(tg_jwt_key_t *k);
+int tg_jwt_key_algs(const tg_jwt_key_t *k);
+int tg_jwt_verify(tg_jwt_key_t **keys, int nkeys, const char *token, size_t len,
+                  const tg_jwt_opts_t *opts, double now, tg_jwt_result_t *out);
+const char *tg_jwt_reason_text(int reason);
+
+int tg_shdict_incr(const char *key, size_t klen, double by, double init, double ttl,
+                   double *value, double *ttl_left);
+int tg_shdict_get(const char *key, size_t klen, double *num, char *buf, size_t *len,
+                  int *is_str, double *ttl_left);
+int tg_shdict_set(const char *key, size_t klen, double num, const char *str,
+                  size_t slen, double ttl);
+int tg_shdict_delete(const char *key, size_t klen);
+void tg_shdict_stats(double *used, double *capacity, double *evicted);
+
 double tg_now(void);
 int tg_worker_id(void);
 void tg_log_line(int level, const char *msg);
@@ -62,6 +95,11 @@ local _M = {
     PROXY_CHANGE_ORIGIN = 1,
     PROXY_XFWD = 2,
 
+    -- return codes
+    OK = 0,
+    ERROR = -1,
+    DECLINED = -5,
+
     -- log levels (enum tg_log_level)
     LOG_ERROR = 0,
     LOG_WARN = 1,
@@ -75,7 +113,11 @@ local _M = {
         "tg_req_id", "tg_req_start_time", "tg_hdr_get", "tg_hdr_edit", "tg_hdr_next",
         "tg_resp_status", "tg_resp_set_status", "tg_resp_set_body", "tg_req_set_route",
         "tg_req_proxy", "tg_req_proxy_error", "tg_req_sleep", "tg_peer_get", "tg_now",
-        "tg_worker_id", "tg_log_line",
+        "tg_worker_id", "tg_log_line", "tg_req_set_error",
+        "tg_jwt_key_new", "tg_jwt_key_free", "tg_jwt_key_algs", "tg_jwt_verify",
+        "tg_jwt_reason_text",
+        "tg_shdict_incr", "tg_shdict_get", "tg_shdict_set", "tg_shdict_delete",
+        "tg_shdict_stats",
     },
 }
 

@@ -10,7 +10,8 @@ local router = require "tollgate.router"
 local schema = require "tollgate.schema"
 local settings = require "tollgate.settings"
 
-local type, ipairs, pairs, pcall, tostring = type, ipairs, pairs, pcall, tostring
+local type, ipairs, pairs, pcall, tostring, setmetatable =
+    type, ipairs, pairs, pcall, tostring, setmetatable
 
 local _M = {}
 
@@ -40,7 +41,10 @@ local function build_pipeline(pl, modules, env, ctx)
             end
             local inst = conf
             if mod.new then
-                local ok, res, nerr = pcall(mod.new, conf, env)
+                -- the step's own view: its place in the config names its
+                -- state (rate-limit counters) so it is stable across reloads
+                local senv = setmetatable({ id = spath, pipeline = pl.name }, { __index = env })
+                local ok, res, nerr = pcall(mod.new, conf, senv)
                 if not ok then
                     return nil, ctx:error(spath .. ": " .. pol.name .. ": " .. tostring(res),
                         step.at[1], "action")

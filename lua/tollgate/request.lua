@@ -28,7 +28,7 @@ local core = require "tollgate.core"
 local C = core.C
 local ffi_string = ffi.string
 local yield = coroutine.yield
-local type, tostring, setmetatable, rawset = type, tostring, setmetatable, rawset
+local type, tostring, setmetatable, rawset, pairs = type, tostring, setmetatable, rawset, pairs
 local lower = string.lower
 
 local REQUEST, RESPONSE = core.REQUEST, core.RESPONSE
@@ -168,6 +168,12 @@ function Request:proxy(peer, target, flags, timeout)
         return err, reason ~= nil and ffi_string(reason) or "upstream failed"
     end
     return 0
+end
+
+-- Records why the request was refused or failed: the access log's "error".
+function Request:log_error(msg)
+    self.error = msg
+    C.tg_req_set_error(self._r, msg, #msg)
 end
 
 -- Suspends this request for `seconds`; the worker serves others meanwhile.
