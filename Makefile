@@ -1,6 +1,9 @@
 # Tollgate: build manual.
 #
-#   make            build build/tollgate (the gateway) from runtime/*.c
+#   make            build build/tollgate (the gateway) from runtime/*.c, and
+#                   build/libtollgate.so (the same C core for Lua outside the
+#                   binary: busted specs run the real JWT and shared-dictionary
+#                   code through it)
 #   make run        install what is missing, build, and start examples/coffee-shop
 #                   with its demo upstream services (Ctrl-C stops everything)
 #   make test       install what is missing, build, and run every test:
@@ -43,12 +46,14 @@ endif
 
 SRCS := $(wildcard runtime/*.c)
 OBJS := $(SRCS:runtime/%.c=$(BUILD)/%.o)
+PIC_OBJS := $(patsubst runtime/%.c,$(BUILD)/pic/%.o,$(filter-out runtime/main.c,$(SRCS)))
+LIB_LDLIBS = -lev -lhttp_parser -lyaml -ljwt -lcrypto -lpthread -lm
 HDRS := $(wildcard runtime/*.h)
 CTESTS := $(patsubst spec/c/%.c,$(BUILD)/spec/%,$(wildcard spec/c/test_*.c))
 
 .PHONY: all run test deps bench clean check-c lint busted
 
-all: $(BUILD)/tollgate
+all: $(BUILD)/tollgate $(BUILD)/libtollgate.so
 
 $(BUILD)/tollgate: $(OBJS)
 	$(CC) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
@@ -56,8 +61,17 @@ $(BUILD)/tollgate: $(OBJS)
 $(BUILD)/%.o: runtime/%.c $(HDRS) | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# Lua symbols come from the host (luajit exports them), so the library does
+# not link a second LuaJIT.
+$(BUILD)/libtollgate.so: $(PIC_OBJS)
+	$(CC) -shared $(filter -fsanitize%,$(LDFLAGS)) -o $@ $(PIC_OBJS) $(LIB_LDLIBS)
+
+$(BUILD)/pic/%.o: runtime/%.c $(HDRS) | $(BUILD)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -c -o $@ $<
+
 $(BUILD):
-	mkdir -p $(BUILD) $(BUILD)/spec
+	mkdir -p $(BUILD) $(BUILD)/spec $(BUILD)/pic
 
 # C unit tests include the .c file they test.
 $(BUILD)/spec/%: spec/c/%.c $(SRCS) $(HDRS) | $(BUILD)

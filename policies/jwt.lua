@@ -102,7 +102,7 @@ local function new(conf, env)
     local algs = 0
     for _, a in ipairs(conf.algorithms or {}) do algs = algs + ALG_BITS[a] end
 
-    if core.in_gateway then
+    if core.has_c then
         local errbuf = ffi.new("char[256]")
         local key = C.tg_jwt_key_new(material, #material, nil, errbuf, 256)
         if key == nil then
@@ -179,7 +179,7 @@ local function access(self, req)
     if not token or token == "" then
         return refuse(self, req, "no token", false)
     end
-    local now = C.tg_now()
+    local now = core.now()
     local hit = self.cache[token]
     if hit then
         if hit.exp == 0 or now <= hit.exp + self.leeway then

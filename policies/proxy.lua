@@ -141,7 +141,7 @@ local function new(conf, env)
             return nil, "serviceEndpoints." .. svc.name .. ": " .. u.url ..
                 ": https upstreams are not supported yet"
         end
-        local peer = core.in_gateway and C.tg_peer_get(u.host, #u.host, u.port) or nil
+        local peer = core.has_c and C.tg_peer_get(u.host, #u.host, u.port) or nil
         urls[i] = { peer = peer, path = conf.prependPath and u.path or "", url = u.url }
     end
 

@@ -114,7 +114,7 @@ local function access(self, req)
     else
         key = req.ip
     end
-    local now = C.tg_now()
+    local now = core.now()
     local n, ttl = count(self, key, now)
     local remaining = max(self.max - floor(n), 0)
     local reset = ceil(now + ttl)

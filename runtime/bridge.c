@@ -333,9 +333,11 @@ TG_EXPORT int tg_req_sleep(tg_req_t *r, double seconds)
     return TG_OK;
 }
 
+/* Unix time: the loop's time in a worker, the clock outside one (Lua
+ * through libtollgate.so). */
 TG_EXPORT double tg_now(void)
 {
-    return tg_worker.loop ? ev_now(tg_worker.loop) : 0;
+    return tg_worker.loop ? ev_now(tg_worker.loop) : ev_time();
 }
 
 TG_EXPORT int tg_worker_id(void)

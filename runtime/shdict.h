@@ -18,7 +18,7 @@
 #define TG_SHDICT_VAL_MAX 160  /* bytes of a string value */
 
 /* Maps `bytes` of shared memory (rounded to whole slots). */
-int tg_shdict_init(size_t bytes, const char **err);
+TG_EXPORT int tg_shdict_init(size_t bytes, const char **err);
 void tg_shdict_destroy(void);
 
 /* Adds `by` to the number at key; an absent or expired key starts at

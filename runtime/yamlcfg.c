@@ -877,3 +877,14 @@ void tg_yaml_register(lua_State *L)
     tg_yaml_push_null(L);
     lua_setfield(L, -2, "null");
 }
+
+/* "tollgate.cyaml" as a Lua C module, for Lua running outside the binary
+ * (lua/tollgate/cyaml.lua loads it from libtollgate.so). */
+int luaopen_tollgate_cyaml(lua_State *L);
+
+int luaopen_tollgate_cyaml(lua_State *L)
+{
+    lua_newtable(L);
+    tg_yaml_register(L);
+    return 1;
+}

@@ -34,7 +34,7 @@ die() {
 }
 
 # SIGTERM to everything started, then wait for it (SIGKILL after 15 s).
-# shellcheck disable=SC2317  # called from the EXIT trap
+# shellcheck disable=SC2317  # called from the traps
 stop() {
   trap - EXIT INT TERM HUP
   [ ${#pids[@]} -gt 0 ] || return 0
@@ -54,10 +54,18 @@ stop() {
   wait 2>/dev/null
   echo "coffee-shop: stopped" >&2
 }
+# On a signal: stop everything, then die of that signal, so that the
+# caller (make, a shell) sees an interrupt rather than an error.
+# shellcheck disable=SC2317  # called from the traps
+on_signal() {
+  stop
+  trap - "$1"
+  kill -s "$1" $$
+}
 trap stop EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+trap 'on_signal INT' INT
+trap 'on_signal TERM' TERM
+trap 'on_signal HUP' HUP
 
 # True if something accepts connections on 127.0.0.1:$1.
 port_open() {

@@ -68,13 +68,14 @@ int tg_shdict_set(const char *key, size_t klen, double num, const char *str,
 int tg_shdict_delete(const char *key, size_t klen);
 void tg_shdict_stats(double *used, double *capacity, double *evicted);
 
+int tg_shdict_init(size_t bytes, const char **err);
+
 double tg_now(void);
 int tg_worker_id(void);
 void tg_log_line(int level, const char *msg);
 ]]
 
 local _M = {
-    C = ffi.C,
 
     -- enum tg_yield
     YIELD_DONE = 0,
@@ -117,13 +118,52 @@ local _M = {
         "tg_jwt_key_new", "tg_jwt_key_free", "tg_jwt_key_algs", "tg_jwt_verify",
         "tg_jwt_reason_text",
         "tg_shdict_incr", "tg_shdict_get", "tg_shdict_set", "tg_shdict_delete",
-        "tg_shdict_stats",
+        "tg_shdict_stats", "tg_shdict_init",
     },
 }
 
--- True inside the gateway binary (the C symbols exist); false in plain
--- busted, where only the pure-Lua parts can run.
+-- Inside the gateway binary the C functions are the executable's own.
+-- Anywhere else (busted, a user's spec) the same C core is loaded from
+-- libtollgate.so: $TOLLGATE_LIB, or build/ beside lua/, or the install
+-- prefix; JWT verification and the shared dictionary then run the real
+-- code, while request functions (which need a worker) are unused.
 _M.in_gateway = pcall(function() return ffi.C.tg_now end)
+if _M.in_gateway then
+    _M.C = ffi.C
+    _M.has_c = true
+else
+    local src = debug.getinfo(1, "S").source
+    local here = src:match("^@(.*)/lua/tollgate/core%.lua$") or
+        (src:match("^@lua/tollgate/core%.lua$") and ".")
+    local candidates = { os.getenv("TOLLGATE_LIB"), here and (here .. "/build/libtollgate.so"),
+        "/usr/local/lib/tollgate/libtollgate.so" }
+    for _, path in pairs(candidates) do
+        local ok, lib = pcall(ffi.load, path)
+        if ok then
+            _M.C = lib
+            _M.has_c = true
+            _M.lib_path = path
+            break
+        end
+    end
+    _M.home = here
+    if _M.has_c then
+        local err = ffi.new("const char *[1]")
+        if _M.C.tg_shdict_init(16 * 1024 * 1024, err) ~= 0 then
+            error("tollgate.core: shared dictionary: " .. ffi.string(err[0]))
+        end
+    else
+        _M.C = setmetatable({}, { __index = function(_, name)
+            error("tollgate.core: " .. name .. " needs the C core: build it (make) or set " ..
+                "TOLLGATE_LIB to libtollgate.so", 2)
+        end })
+    end
+end
+
+-- The time (Unix seconds) policies use; the test kit can replace it.
+function _M.now()
+    return _M.C.tg_now()
+end
 
 local function log(level, msg)
     if _M.in_gateway then

@@ -8,10 +8,9 @@
 --   * puts <repo>/lua/?.lua, <repo>/lua/?/init.lua and <repo>/?.lua first
 --     on package.path (tollgate.* modules, and policies.* for the stock
 --     policies);
---   * builds build/cyaml.so from runtime/yamlcfg.c and
---     spec/support/cyaml_module.c when it is missing or older than one of
---     its sources (cc -shared -fPIC ... -lyaml), and preloads it as
---     "tollgate.cyaml", with `home` = the repo root as the gateway sets it
+--   * loads the C core (build/libtollgate.so, from `make`) through
+--     tollgate.core, and tollgate.cyaml from it, with `home` = the repo root
+--     as the gateway sets it
 --     (tollgate.policies finds the stock policies under home/policies).
 --     `tollgate.core` needs nothing: core.in_gateway is false here.
 --
@@ -74,59 +73,15 @@ do
   end
 end
 
--- ---- tollgate.cyaml from runtime/yamlcfg.c ------------------------------------------
+-- ---- the C core ------------------------------------------------------------------------
+-- tollgate.core loads build/libtollgate.so (built by `make`); tollgate.cyaml
+-- comes from it too. `home` (where the stock policies are) is the repo.
 
-local SO = root .. "/build/cyaml.so"
-local SOURCES = {
-  root .. "/runtime/yamlcfg.c",
-  root .. "/runtime/yamlcfg.h",
-  root .. "/spec/support/cyaml_module.c",
-}
-
-local function stale()
-  for _, src in ipairs(SOURCES) do
-    if not run("test -f " .. shell_quote(SO) .. " && test ! " .. shell_quote(src) ..
-      " -nt " .. shell_quote(SO)) then
-      return true
-    end
-  end
-  return false
-end
-
-local function build_cyaml()
-  if not stale() then return end
-  local inc = popen_read("pkg-config --cflags luajit 2>/dev/null"):gsub("%s+$", "")
-  if inc == "" then inc = "-I/usr/include/luajit-2.1" end
-  -- built under a temporary name, then renamed: a concurrent run never
-  -- loads a half-written library
-  local tmp = SO .. "." .. tostring(os.time()) .. "." .. tostring(math.random(1e9)) .. ".tmp"
-  local log = tmp .. ".log"
-  local cmd = table.concat({
-    "mkdir -p " .. shell_quote(root .. "/build") .. " &&",
-    "cc -shared -fPIC -O1", inc, "-I" .. shell_quote(root .. "/runtime"),
-    shell_quote(SOURCES[1]), shell_quote(SOURCES[3]),
-    "-o", shell_quote(tmp), "-lyaml",
-    ">" .. shell_quote(log), "2>&1",
-    "&& mv -f " .. shell_quote(tmp) .. " " .. shell_quote(SO),
-  }, " ")
-  if not run(cmd) then
-    local f = io.open(log, "rb")
-    local out = f and f:read("*a") or ""
-    if f then f:close() end
-    os.remove(log)
-    os.remove(tmp)
-    error("spec/support/unit.lua: building " .. SO .. " failed:\n" .. cmd .. "\n" .. out, 0)
-  end
-  os.remove(log)
-end
-
-build_cyaml()
-
-package.preload["tollgate.cyaml"] = function()
-  local open = assert(package.loadlib(SO, "luaopen_tollgate_cyaml"))
-  local m = open()
-  m.home = root
-  return m
+do
+  local core = require "tollgate.core"
+  assert(core.has_c, "spec/support/unit.lua: build/libtollgate.so is missing: run make")
+  local cyaml = require "tollgate.cyaml"
+  cyaml.home = root
 end
 
 -- ---- files and environment ------------------------------------------------------------
