@@ -517,11 +517,13 @@ static void finish_request(tg_conn_t *c)
     tg_proxy_finish(r);
     tg_worker.requests++;
     if (c->close_after) {
-        if (c->rbuf.len > c->rbuf.pos || (r->body_started && !r->body_done)) {
+        int unread = c->rbuf.len > c->rbuf.pos || (r->body_started && !r->body_done);
+        /* The request is over (and logged): the connection is only closing. */
+        tg_req_reset(r);
+        c->state = TG_CONN_CLOSING;
+        if (unread) {
             /* Unread bytes would make close() send a reset that can destroy
              * the response in flight: half-close and drain first. */
-            tg_req_reset(r);
-            c->state = TG_CONN_CLOSING;
             shutdown(c->fd, SHUT_WR);
             tg_buf_reset(&c->rbuf);
             tg_conn_update(c);
