@@ -27,7 +27,6 @@ local core = require "tollgate.core"
 local shdict = require "tollgate.shdict"
 local template = require "tollgate.template"
 
-local C = core.C
 local ceil, floor, max = math.ceil, math.floor, math.max
 local tostring, tonumber = tostring, tonumber
 local find, lower, match, gmatch = string.find, string.lower, string.match, string.gmatch

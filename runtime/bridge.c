@@ -144,6 +144,8 @@ static void read_settings(lua_State *L, int idx, tg_settings_t *s)
     s->shutdown_timeout = num_field(L, idx, "shutdown_timeout", s->shutdown_timeout);
     s->max_head_size = (size_t) num_field(L, idx, "max_head_size", (double) s->max_head_size);
     s->max_body_size = (uint64_t) num_field(L, idx, "max_body_size", (double) s->max_body_size);
+    s->max_buffered_body =
+        (size_t) num_field(L, idx, "max_buffered_body", (double) s->max_buffered_body);
     s->max_connections = (int) num_field(L, idx, "max_connections", s->max_connections);
     s->max_keepalive_requests =
         (int) num_field(L, idx, "max_keepalive_requests", s->max_keepalive_requests);

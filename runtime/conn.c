@@ -346,6 +346,12 @@ void tg_conn_feed_body(tg_conn_t *c)
     /* Keep the head; slide unparsed bytes down to it. */
     if (b->pos > r->head_len)
         tg_buf_compact(b, r->head_len);
+    if (r->body_wait && r->body_done) {
+        r->body_wait = 0;
+        tg_conn_update(c);
+        tg_lua_resume(r, 0);
+        return;
+    }
     if (!r->discard_body && r->proxy.state != TG_PROXY_IDLE)
         tg_proxy_flush(r);
     else if (r->discard_body && r->body_done && r->resp_done)
@@ -363,6 +369,8 @@ void tg_conn_output(tg_conn_t *c)
     tg_req_t *r = &c->req;
     int progress = 0;
 
+    if (c->closed)
+        return;
     while (b->pos < b->len) {
         ssize_t n = write(c->fd, b->data + b->pos, b->len - b->pos);
         if (n > 0) {
@@ -441,6 +449,14 @@ void tg_conn_send_head(tg_req_t *r)
             tg_conn_output(c);
         return;
     }
+    if (r->resp_body_set) {
+        /* the upstream body was read whole by Lua, or replaced */
+        r->resp_done = 1;
+        if (!r->proxy.body_done)
+            tg_proxy_finish(r); /* its unread rest makes the connection unusable */
+        tg_conn_output(c);
+        return;
+    }
     /* Stream the upstream body (some of it may be buffered already). */
     r->proxy.state = TG_PROXY_BODY;
     tg_proxy_resume_read(r);
@@ -448,11 +464,27 @@ void tg_conn_send_head(tg_req_t *r)
 
 void tg_conn_body_data(tg_req_t *r, const char *p, size_t n)
 {
+    if (r->resp_buffer) {
+        if (r->resp_buf.len + n > tg_worker.settings->max_buffered_body)
+            r->resp_overflow = 1;
+        else
+            tg_buf_append(&r->resp_buf, p, n);
+        return;
+    }
     tg_http1_body(&r->conn->wbuf, p, n, r->proxy.resp_chunked);
 }
 
 void tg_conn_body_end(tg_req_t *r)
 {
+    if (r->resp_buffer) {
+        /* The whole upstream body is in: back to Lua's response phase. */
+        r->resp_body_set = 1;
+        r->body = r->resp_buf.data ? r->resp_buf.data : "";
+        r->body_len = r->resp_buf.len;
+        r->resp_wait = 0;
+        tg_lua_resume(r, 0);
+        return;
+    }
     /* The upstream answered before the client finished sending: the rest
      * of the body cannot go anywhere, so the connection ends with this
      * response. */
@@ -482,6 +514,14 @@ void tg_conn_lua_yielded(tg_req_t *r, int code)
     switch (code) {
     case TG_YIELD_WAIT:
         r->lua = TG_LUA_WAIT;
+        if (r->body_wait) {
+            /* Lua wants the whole request body: read it; it resumes then. */
+            tg_conn_feed_body(c);
+        } else if (r->resp_wait) {
+            /* Lua wants the whole upstream body. */
+            r->proxy.state = TG_PROXY_BODY;
+            tg_proxy_resume_read(r);
+        }
         break;
     case TG_YIELD_PROXY:
         r->lua = TG_LUA_PROXY;

@@ -224,8 +224,16 @@ static int req_on_body(http_parser *p, const char *at, size_t len)
         error_reason = "request body larger than maxBodySize";
         return 1;
     }
-    if (!r->discard_body)
+    if (r->buffer_body) {
+        if (r->body_buf.len + len > tg_worker.settings->max_buffered_body) {
+            head_error = 413;
+            error_reason = "request body larger than maxBufferedBody (a policy reads it whole)";
+            return 1;
+        }
+        tg_buf_append(&r->body_buf, at, len);
+    } else if (!r->discard_body) {
         tg_http1_body(&r->proxy.wbuf, at, len, r->chunked);
+    }
     return 0;
 }
 
@@ -233,7 +241,7 @@ static int req_on_message_complete(http_parser *p)
 {
     tg_conn_t *c = p->data;
     tg_req_t *r = &c->req;
-    if (r->body_started && r->chunked && !r->discard_body)
+    if (r->body_started && r->chunked && !r->discard_body && !r->buffer_body)
         tg_buf_append(&r->proxy.wbuf, "0\r\n\r\n", 5);
     r->body_done = 1;
     http_parser_pause(p, 1);
@@ -746,7 +754,12 @@ void tg_http1_request_head(tg_req_t *r, tg_buf_t *out)
     if (!edits_have(&r->edits, REQUEST_ID_HEADER, sizeof(REQUEST_ID_HEADER) - 1))
         put_header(out, REQUEST_ID_HEADER, sizeof(REQUEST_ID_HEADER) - 1, r->id, strlen(r->id));
 
-    if (r->chunked) {
+    if (r->buffer_body) {
+        /* read whole by Lua (and maybe replaced): sent with its length */
+        tg_buf_append(out, "Content-Length: ", 16);
+        put_u64(out, r->body_buf.len);
+        tg_buf_append(out, "\r\n", 2);
+    } else if (r->chunked) {
         tg_buf_append(out, "Transfer-Encoding: chunked\r\n", 28);
     } else if (r->content_length != UINT64_MAX) {
         tg_buf_append(out, "Content-Length: ", 16);
@@ -789,6 +802,13 @@ void tg_http1_response_head(tg_req_t *r, tg_buf_t *out)
             put_u64(out, r->body_len);
             tg_buf_append(out, "\r\n", 2);
         }
+    } else if (r->resp_body_set) {
+        /* the upstream's body, replaced or read whole by Lua */
+        if (!px->skip_body) {
+            tg_buf_append(out, "Content-Length: ", 16);
+            put_u64(out, r->body_len);
+            tg_buf_append(out, "\r\n", 2);
+        }
     } else if (px->skip_body) {
         const tg_header_t *cl = find(&px->headers, px->rbuf.data, "content-length", 14);
         if (cl && r->head_request)
@@ -814,7 +834,7 @@ void tg_http1_response_head(tg_req_t *r, tg_buf_t *out)
     else if (r->http_minor == 0)
         tg_buf_append(out, "Connection: keep-alive\r\n", 24);
     tg_buf_append(out, "\r\n", 2);
-    if (r->local && !r->head_request && r->body_len)
+    if ((r->local || (r->resp_body_set && !px->skip_body)) && !r->head_request && r->body_len)
         tg_buf_append(out, r->body, r->body_len);
 }
 

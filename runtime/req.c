@@ -66,6 +66,8 @@ void tg_req_reset(tg_req_t *r)
     tg_conn_t *c = r->conn;
     tg_buf_release(&r->proxy.wbuf);
     tg_buf_release(&r->proxy.rbuf);
+    tg_buf_release(&r->body_buf);
+    tg_buf_release(&r->resp_buf);
     tg_arena_free(&r->arena);
     tg_req_init(r, c);
 }
@@ -365,10 +367,60 @@ void tg_resp_set_status(tg_req_t *r, int status)
 
 void tg_resp_set_body(tg_req_t *r, const char *body, size_t len)
 {
-    /* A body set from Lua makes the response the gateway's own: an
-     * upstream response, if any, is dropped with its headers (its
-     * connection is then closed, not pooled, since its body is unread). */
-    r->local = 1;
+    /* In the response phase of a proxied request this replaces the
+     * upstream's body and keeps its headers; before that (or after an
+     * upstream failure) it makes the response the gateway's own. */
+    if (r->proxy.head_done && !r->local && !r->proxy.error)
+        r->resp_body_set = 1;
+    else
+        r->local = 1;
     r->body = tg_arena_strndup(&r->arena, body ? body : "", len);
     r->body_len = len;
+}
+
+/* ---- bodies for Lua (FFI) ------------------------------------------------------- */
+
+int tg_req_read_body(tg_req_t *r)
+{
+    if (r->body_done)
+        return (!r->body_started || r->buffer_body) ? TG_OK : TG_ERROR;
+    if (r->body_started && !r->buffer_body)
+        return TG_ERROR; /* already on its way upstream, or being dropped */
+    /* The connection reads it once Lua has yielded (tg_conn_lua_yielded). */
+    r->buffer_body = 1;
+    r->body_wait = 1;
+    return TG_AGAIN;
+}
+
+const char *tg_req_body(tg_req_t *r, size_t *len)
+{
+    *len = r->body_buf.len;
+    return r->body_buf.data ? r->body_buf.data : "";
+}
+
+int tg_req_set_body(tg_req_t *r, const char *p, size_t len)
+{
+    if (!r->body_done || (r->body_started && !r->buffer_body) || r->proxy.state != TG_PROXY_IDLE)
+        return TG_ERROR;
+    r->buffer_body = 1;
+    tg_buf_reset(&r->body_buf);
+    tg_buf_append(&r->body_buf, p, len);
+    return TG_OK;
+}
+
+int tg_resp_read_body(tg_req_t *r)
+{
+    if (r->local || r->resp_body_set)
+        return TG_OK;
+    if (!r->proxy.head_done || r->resp_started)
+        return TG_ERROR;
+    r->resp_buffer = 1;
+    r->resp_wait = 1;
+    return TG_AGAIN;
+}
+
+const char *tg_resp_body(tg_req_t *r, size_t *len)
+{
+    *len = r->body_len;
+    return r->body ? r->body : "";
 }

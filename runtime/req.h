@@ -143,9 +143,18 @@ struct tg_req {
     unsigned head_request:1;
     unsigned log_pending:1;     /* a log phase waits for the end of the response */
     unsigned parsed:1;          /* the head was parsed (the log can trust its fields) */
+    unsigned buffer_body:1;     /* the request body is collected in body_buf (Lua read it) */
+    unsigned body_wait:1;       /* Lua waits for the whole request body */
+    unsigned resp_buffer:1;     /* the upstream body is collected in resp_buf (Lua reads it) */
+    unsigned resp_wait:1;       /* Lua waits for the whole upstream body */
+    unsigned resp_body_set:1;   /* the proxied response's body was replaced (r->body) */
+    unsigned resp_overflow:1;   /* the upstream body outgrew maxBufferedBody */
     unsigned aborted:1;         /* the client connection ended before the response did */
     uint64_t content_length;    /* request Content-Length, or UINT64_MAX */
     uint64_t body_received;     /* request body bytes parsed so far */
+
+    tg_buf_t body_buf;          /* the request body, when buffered for Lua */
+    tg_buf_t resp_buf;          /* the upstream body, when buffered for Lua */
 
     tg_hedits_t edits;          /* request header edits for the upstream */
     tg_hedits_t resp_edits;     /* response header edits */
@@ -207,5 +216,15 @@ TG_EXPORT void tg_req_set_error(tg_req_t *r, const char *msg, size_t len);
 TG_EXPORT int tg_req_proxy(tg_req_t *r, tg_peer_t *peer, const char *target, size_t len,
                            int flags, double timeout);
 TG_EXPORT const char *tg_req_proxy_error(tg_req_t *r);
+
+/* Bodies for Lua. read: TG_OK when the whole body is in (then body gives
+ * it), TG_AGAIN when Lua must yield WAIT (resumed with 0, or with a status
+ * when reading failed), TG_ERROR when it is too late to read it. set
+ * replaces the body sent on (Content-Length adjusted). */
+TG_EXPORT int tg_req_read_body(tg_req_t *r);
+TG_EXPORT const char *tg_req_body(tg_req_t *r, size_t *len);
+TG_EXPORT int tg_req_set_body(tg_req_t *r, const char *p, size_t len);
+TG_EXPORT int tg_resp_read_body(tg_req_t *r);
+TG_EXPORT const char *tg_resp_body(tg_req_t *r, size_t *len);
 
 #endif

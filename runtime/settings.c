@@ -17,6 +17,7 @@ void tg_settings_defaults(tg_settings_t *s)
     s->shutdown_timeout = 10;
     s->max_head_size = 32768;
     s->max_body_size = 0;
+    s->max_buffered_body = 8 * 1024 * 1024;
     s->max_connections = 16384;
     s->max_keepalive_requests = 10000;
     s->upstream_connect_timeout = 10;

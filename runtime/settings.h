@@ -29,6 +29,7 @@ typedef struct tg_settings {
     double shutdown_timeout;     /* graceful stop: in-flight requests get this long */
     size_t max_head_size;        /* request line + headers; larger gets 431 */
     uint64_t max_body_size;      /* 0 means no limit; larger gets 413 */
+    size_t max_buffered_body;    /* a body Lua reads whole (either direction) */
     int max_connections;         /* per worker; beyond it accepting pauses */
     int max_keepalive_requests;  /* requests served on one client connection */
 

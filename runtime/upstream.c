@@ -19,6 +19,7 @@
 #include "conn.h"
 #include "http1.h"
 #include "log.h"
+#include "bridge.h"
 #include "resolver.h"
 #include "upstream.h"
 #include "worker.h"
@@ -294,11 +295,13 @@ static int retry(tg_req_t *r, int reused_failed)
         return 0;
     if (reused_failed) {
         /* The request reached a pooled connection the upstream had closed. */
-        if (!idempotent(r->method) || r->chunked ||
-            (r->content_length != UINT64_MAX && r->content_length != 0))
+        if (!idempotent(r->method) || (!r->buffer_body && (r->chunked ||
+            (r->content_length != UINT64_MAX && r->content_length != 0))))
             return 0;
         tg_buf_reset(&p->wbuf);
         tg_http1_request_head(r, &p->wbuf);
+        if (r->buffer_body)
+            tg_buf_append(&p->wbuf, r->body_buf.data ? r->body_buf.data : "", r->body_buf.len);
     } else if (p->sent_any) {
         return 0;
     }
@@ -382,6 +385,8 @@ void tg_proxy_start(tg_req_t *r)
     p->error = 0;
     tg_buf_reset(&p->wbuf);
     tg_http1_request_head(r, &p->wbuf);
+    if (r->buffer_body)
+        tg_buf_append(&p->wbuf, r->body_buf.data ? r->body_buf.data : "", r->body_buf.len);
     tg_http1_response_begin(r);
     p->state = TG_PROXY_CONNECT;
     /* Body bytes the client already sent go right behind the head. */
@@ -516,12 +521,25 @@ void tg_proxy_resume_read(tg_req_t *r)
             return;
         }
     }
+    if (r->resp_overflow) {
+        /* Too big for the policy that wanted it whole: a 502 instead. */
+        release(r, 0);
+        p->state = TG_PROXY_DONE;
+        r->resp_wait = 0;
+        r->error = "upstream response larger than maxBufferedBody";
+        tg_req_local_response(r, 502, "Bad gateway.");
+        tg_lua_resume(r, 502);
+        return;
+    }
     if (p->body_done && p->state == TG_PROXY_BODY) {
         int reusable = !p->eof && tg_http1_response_keepalive(r) && r->body_done &&
                        p->wbuf.pos == p->wbuf.len && b->pos == b->len;
+        int buffering = r->resp_buffer;
         release(r, reusable);
         p->state = TG_PROXY_DONE;
         tg_conn_body_end(r);
+        if (buffering)
+            return; /* Lua has the body and sends the response */
     } else {
         up_update(r);
         if (c->wbuf.len == queued)

@@ -32,6 +32,11 @@ int tg_req_proxy(tg_req_t *r, tg_peer_t *peer, const char *target, size_t len,
                  int flags, double timeout);
 const char *tg_req_proxy_error(tg_req_t *r);
 int tg_req_sleep(tg_req_t *r, double seconds);
+int tg_req_read_body(tg_req_t *r);
+const char *tg_req_body(tg_req_t *r, size_t *len);
+int tg_req_set_body(tg_req_t *r, const char *p, size_t len);
+int tg_resp_read_body(tg_req_t *r);
+const char *tg_resp_body(tg_req_t *r, size_t *len);
 
 tg_peer_t *tg_peer_get(const char *host, size_t len, int port);
 
@@ -99,6 +104,7 @@ local _M = {
     -- return codes
     OK = 0,
     ERROR = -1,
+    AGAIN = -2,
     DECLINED = -5,
 
     -- log levels (enum tg_log_level)
@@ -114,6 +120,7 @@ local _M = {
         "tg_req_id", "tg_req_start_time", "tg_hdr_get", "tg_hdr_edit", "tg_hdr_next",
         "tg_resp_status", "tg_resp_set_status", "tg_resp_set_body", "tg_req_set_route",
         "tg_req_proxy", "tg_req_proxy_error", "tg_req_sleep", "tg_peer_get", "tg_now",
+        "tg_req_read_body", "tg_req_body", "tg_req_set_body", "tg_resp_read_body", "tg_resp_body",
         "tg_worker_id", "tg_log_line", "tg_req_set_error",
         "tg_jwt_key_new", "tg_jwt_key_free", "tg_jwt_key_algs", "tg_jwt_verify",
         "tg_jwt_reason_text",

@@ -18,6 +18,9 @@
 --   req:remove_header(name) / req:headers()   -- request, as sent upstream
 --   req.response:status() / :set_status(n) / :header(name) / :set_header(n, v)
 --   req.response:add_header(n, v) / :remove_header(n) / :headers()
+--   req:body() / req:set_body(s)              -- the whole request body (yields while it
+--                                             -- arrives; up to tollgate.client.maxBufferedBody)
+--   req.response:body() / :set_body(s)        -- the whole response body (response phase)
 --   req:sleep(seconds)                        -- yields; other requests go on
 --
 -- Values cross from C through the FFI; strings are copied when read.
@@ -85,6 +88,29 @@ function Response:set_header(name, v) edit_header(self._r, RESPONSE, HDR_SET, na
 function Response:add_header(name, v) edit_header(self._r, RESPONSE, HDR_ADD, name, v) end
 function Response:remove_header(name) edit_header(self._r, RESPONSE, HDR_DEL, name) end
 function Response:headers() return all_headers(self._r, RESPONSE) end
+
+-- The whole response body (in the response phase, the upstream's is read
+-- first; the client gets it afterwards, with its length). nil, err when it
+-- cannot be read.
+function Response:body()
+    local r = self._r
+    local rc = C.tg_resp_read_body(r)
+    if rc == core.AGAIN then
+        if yield(core.YIELD_WAIT) ~= 0 then
+            return nil, "the upstream response is larger than maxBufferedBody"
+        end
+    elseif rc ~= 0 then
+        return nil, "the response body can only be read in the response phase"
+    end
+    local p = C.tg_resp_body(r, lenp)
+    return ffi_string(p, lenp[0])
+end
+
+-- Replaces the response body (Content-Length follows).
+function Response:set_body(s)
+    s = tostring(s)
+    C.tg_resp_set_body(self._r, s, #s)
+end
 
 -- ---- request ----------------------------------------------------------------------
 
@@ -168,6 +194,30 @@ function Request:proxy(peer, target, flags, timeout)
         return err, reason ~= nil and ffi_string(reason) or "upstream failed"
     end
     return 0
+end
+
+-- The whole request body, read on demand (yields while it arrives). nil,
+-- err when it is already streaming upstream.
+function Request:body()
+    local r = self._r
+    local rc = C.tg_req_read_body(r)
+    if rc == core.AGAIN then
+        yield(core.YIELD_WAIT) -- a body that cannot be read ends the request in C
+    elseif rc ~= 0 then
+        return nil, "the request body is already on its way upstream"
+    end
+    local p = C.tg_req_body(r, lenp)
+    return ffi_string(p, lenp[0])
+end
+
+-- Replaces the request body sent upstream (Content-Length follows).
+function Request:set_body(s)
+    local _, err = self:body()
+    if err then error("set_body: " .. err, 2) end
+    s = tostring(s)
+    if C.tg_req_set_body(self._r, s, #s) ~= 0 then
+        error("set_body: the request is already proxied", 2)
+    end
 end
 
 -- Records why the request was refused or failed: the access log's "error".

@@ -16,6 +16,7 @@
 --       sendTimeout: 60000     # ms a client may stall reading a response
 --       maxHeadSize: 32768     # bytes of request line + headers (431 above)
 --       maxBodySize: 0         # bytes of request body, 0 = no limit (413 above)
+--       maxBufferedBody: 8388608  # bytes of a body a policy reads whole (413 / 502 above)
 --       maxConnections: 16384  # open client connections per worker
 --       maxKeepaliveRequests: 10000  # requests on one connection before it closes
 --     upstream:
@@ -42,6 +43,8 @@ local CLIENT = { properties = {
         description = "bytes of request line and headers" },
     maxBodySize = { type = "number", minimum = 0, default = 0,
         description = "bytes of request body (0: no limit)" },
+    maxBufferedBody = { type = "integer", minimum = 0, default = 8388608,
+        description = "bytes of a request or response body a policy reads whole" },
     maxConnections = { type = "integer", minimum = 1, default = 16384,
         description = "open client connections per worker" },
     maxKeepaliveRequests = { type = "integer", minimum = 0, default = 10000,
@@ -123,6 +126,7 @@ function _M.parse(section, http)
         send_timeout = client.sendTimeout / 1000,
         max_head_size = client.maxHeadSize,
         max_body_size = client.maxBodySize,
+        max_buffered_body = client.maxBufferedBody,
         max_connections = client.maxConnections,
         max_keepalive_requests = client.maxKeepaliveRequests,
         upstream_connect_timeout = up.connectTimeout / 1000,
