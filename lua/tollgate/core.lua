@@ -75,6 +75,13 @@ void tg_shdict_stats(double *used, double *capacity, double *evicted);
 
 int tg_shdict_init(size_t bytes, const char **err);
 
+tg_req_t *tg_test_request(const char *raw, size_t len, const char *client, char *err,
+                          size_t errlen);
+void tg_test_request_free(tg_req_t *r);
+const char *tg_test_upstream_request(tg_req_t *r, size_t *len);
+int tg_test_upstream_response(tg_req_t *r, const char *raw, size_t len);
+const char *tg_test_response(tg_req_t *r, size_t *len);
+
 double tg_now(void);
 int tg_worker_id(void);
 void tg_log_line(int level, const char *msg);
@@ -126,6 +133,8 @@ local _M = {
         "tg_jwt_reason_text",
         "tg_shdict_incr", "tg_shdict_get", "tg_shdict_set", "tg_shdict_delete",
         "tg_shdict_stats", "tg_shdict_init",
+        "tg_test_request", "tg_test_request_free", "tg_test_upstream_request",
+        "tg_test_upstream_response", "tg_test_response",
     },
 }
 
