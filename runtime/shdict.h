@@ -37,6 +37,8 @@ TG_EXPORT int tg_shdict_get(const char *key, size_t klen, double *num, char *buf
 TG_EXPORT int tg_shdict_set(const char *key, size_t klen, double num, const char *str,
                             size_t slen, double ttl);
 TG_EXPORT int tg_shdict_delete(const char *key, size_t klen);
+/* Tests only: moves this process's clock for expiry forward. */
+TG_EXPORT void tg_shdict_advance(double seconds);
 /* Entries in use and capacity, for tests and monitoring. */
 TG_EXPORT void tg_shdict_stats(double *used, double *capacity, double *evicted);
 

@@ -72,6 +72,7 @@ int tg_shdict_set(const char *key, size_t klen, double num, const char *str,
                   size_t slen, double ttl);
 int tg_shdict_delete(const char *key, size_t klen);
 void tg_shdict_stats(double *used, double *capacity, double *evicted);
+void tg_shdict_advance(double seconds);
 
 int tg_shdict_init(size_t bytes, const char **err);
 
@@ -132,7 +133,7 @@ local _M = {
         "tg_jwt_key_new", "tg_jwt_key_free", "tg_jwt_key_algs", "tg_jwt_verify",
         "tg_jwt_reason_text",
         "tg_shdict_incr", "tg_shdict_get", "tg_shdict_set", "tg_shdict_delete",
-        "tg_shdict_stats", "tg_shdict_init",
+        "tg_shdict_stats", "tg_shdict_init", "tg_shdict_advance",
         "tg_test_request", "tg_test_request_free", "tg_test_upstream_request",
         "tg_test_upstream_response", "tg_test_response",
     },

@@ -72,8 +72,9 @@ local function not_found(req)
     })
 end
 
-local function handle(r)
-    local gen = current
+-- Routes r and runs its pipeline with generation gen (tollgate.testing
+-- calls this too, with its own generation).
+local function handle(gen, r)
     local method = method_name(r)
     local p = C.tg_req_path(r, lenp)
     local path = ffi_string(p, lenp[0])
@@ -88,13 +89,13 @@ local function handle(r)
         if not pipe then
             -- an endpoint no pipeline serves: Express's res.sendStatus(404)
             req:respond(404, "Not Found")
-            return
+            return req
         end
         req.params = params
         req.endpoint = ep
         req.pipeline = pipe.name
         C.tg_req_set_route(r, pipe.name, #pipe.name)
-        if pipeline.run(pipe, req) then return end
+        if pipeline.run(pipe, req) then return req end
         -- nothing answered: Express tries the next matching route
         route, params = gen.router:match(host, path, method, route.index)
     end
@@ -103,10 +104,13 @@ local function handle(r)
         -- OPTIONS on a path whose routes want other methods (Express router)
         req:respond(200, params, { ["Allow"] = params,
             ["Content-Type"] = "text/html; charset=utf-8" })
-        return
+        return req
     end
     not_found(req)
+    return req
 end
+
+_M.handle = handle
 
 local function on_error(err)
     return (debug.traceback(tostring(err), 2):gsub("\n%s*", "; "))
@@ -119,7 +123,7 @@ function _M.main(r)
         -- a cdata pointer, not the light userdata C passed: FFI calls with
         -- it are JIT-compiled
         r = ffi.cast(REQ_PTR, r)
-        local ok, err = xpcall(handle, on_error, r)
+        local ok, err = xpcall(handle, on_error, current, r)
         if not ok then
             core.log_error("request failed in the gateway: " .. tostring(err))
             C.tg_resp_set_status(r, 500)
