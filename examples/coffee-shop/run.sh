@@ -113,6 +113,7 @@ wait_listening "orders service" "$services_pid" "$orders_port"
 wait_listening "gateway" "$gateway_pid" "$GATEWAY_PORT"
 
 gw=http://127.0.0.1:$GATEWAY_PORT
+token=$("$root/examples/coffee-shop/mint-token.sh" coffee-lover) || die "could not mint a token (openssl?)"
 cat <<EOF
 
 The coffee shop is open.
@@ -120,16 +121,25 @@ The coffee shop is open.
   customers service  $CUSTOMERS_URL   (services.lua, pid $services_pid)
   orders service     $ORDERS_URL   (services.lua, pid $services_pid)
 
+Each API is rate-limit -> jwt -> proxy. A token, signed with the demo key
+(valid for a day; examples/coffee-shop/mint-token.sh makes more):
+
+  TOKEN=$token
+
 Try, from another terminal:
-  curl -H 'Host: customers.company.com' $gw/customers
-  curl -H 'Host: customers.company.com' $gw/customers/2
-  curl -H 'Host: orders.company.com' $gw/orders/1
-  curl -H 'Host: orders.company.com' -H 'Content-Type: application/json' \\
-       -d '{"customerId": 2, "item": "latte"}' $gw/orders
+  curl -i -H 'Host: customers.company.com' $gw/customers                      # 401: no token
+  curl -H 'Host: customers.company.com' -H "Authorization: Bearer \$TOKEN" $gw/customers
+  curl -H 'Host: orders.company.com' -H "Authorization: Bearer \$TOKEN" $gw/orders/1
+  curl -H 'Host: orders.company.com' -H "Authorization: Bearer \$TOKEN" \\
+       -H 'Content-Type: application/json' -d '{"customerId": 2, "item": "latte"}' $gw/orders
+  for i in \$(seq 11); do curl -s -o /dev/null -w '%{http_code} ' \\
+       -H 'Host: orders.company.com' -H "Authorization: Bearer \$TOKEN" $gw/orders; done; echo
+                                                   # 200 ... then 429: 10 per 10 s per client
   curl -i -H 'Host: coffee.company.com' $gw/customers      # 404: no apiEndpoint for that host
 
 Each answer's "requestId" is the eg-request-id the gateway sent; the access
-log line below has it as "id".  Ctrl-C stops everything.
+log line below has it as "id" (and "error" says why a request was refused).
+Ctrl-C stops everything.
 
 EOF
 

@@ -1,7 +1,9 @@
 -- luacheck: std +busted
 -- The coffee-shop example end to end: services.lua and the real gateway
--- with the example's own gateway.config.yml (and system.config.yml), on
--- free ports passed through the config's ${...} variables.
+-- with the example's own gateway.config.yml (and system.config.yml, and the
+-- demo key), on free ports passed through the config's ${...} variables.
+-- Every pipeline is rate-limit (10 per 10 s per client) -> jwt -> proxy; the
+-- specs below stay under the limit per pipeline, then the last one shows it.
 --
 --   busted --lua=luajit examples/coffee-shop/spec     (from the repo root)
 
@@ -10,6 +12,16 @@ local process = require "spec.support.process"
 local cjson = require "cjson"
 
 local EXAMPLE = process.repo_root() .. "/examples/coffee-shop"
+
+local TOKEN
+
+-- The example's files, as the gateway reads them beside its config.
+local function example_files()
+  return {
+    ["system.config.yml"] = assert(process.read_file(EXAMPLE .. "/system.config.yml")),
+    ["keys/demo-public.pem"] = assert(process.read_file(EXAMPLE .. "/keys/demo-public.pem")),
+  }
+end
 
 local function json(res)
   assert.equal("application/json", res.headers["content-type"])
@@ -38,12 +50,25 @@ describe("coffee-shop example", function()
       return urls.customers and urls.orders
     end, 5, "services.lua to print both 'listening on' lines")
 
+    -- a token from the example's own minting script
+    local code, out = process.run{ cmd = { EXAMPLE .. "/mint-token.sh", "spec-user" } }
+    assert.equal(0, code, out)
+    TOKEN = out:match("^(%S+)")
+
     -- the gateway, with the example's files unchanged
     g = gateway.start{
       config = assert(process.read_file(EXAMPLE .. "/gateway.config.yml")),
-      files = { ["system.config.yml"] = assert(process.read_file(EXAMPLE .. "/system.config.yml")) },
+      files = example_files(),
       env = { GATEWAY_PORT = "0", CUSTOMERS_URL = urls.customers, ORDERS_URL = urls.orders },
     }
+    -- every request below carries the token unless it says otherwise
+    local get = g.get
+    g.get = function(self, path, headers, opts)
+      headers = headers or {}
+      if headers.Authorization == nil then headers.Authorization = "Bearer " .. TOKEN end
+      if headers.Authorization == false then headers.Authorization = nil end
+      return get(self, path, headers, opts)
+    end
   end)
 
   teardown(function()
@@ -64,7 +89,7 @@ describe("coffee-shop example", function()
 
   it("is a valid config for `tollgate -t`", function()
     local code, out = gateway.check(assert(process.read_file(EXAMPLE .. "/gateway.config.yml")), {
-      files = { ["system.config.yml"] = assert(process.read_file(EXAMPLE .. "/system.config.yml")) },
+      files = example_files(),
     })
     assert.equal(0, code, out)
     assert.matches("is valid", out)
@@ -96,7 +121,7 @@ describe("coffee-shop example", function()
   it("passes a POST body through to the orders service", function()
     local res = assert(g:request{
       method = "POST", path = "/orders", host = "orders.company.com",
-      headers = { ["Content-Type"] = "application/json" },
+      headers = { ["Content-Type"] = "application/json", Authorization = "Bearer " .. TOKEN },
       body = cjson.encode{ customerId = 2, item = "latte" },
     })
     assert.equal(201, res.status)
@@ -148,10 +173,37 @@ describe("coffee-shop example", function()
       { "customers.company.com", "customers" },
       { "orders.company.com", "orders" },
     } do
-      assert(conn:request{ path = "/", host = case[1] })
+      assert(conn:request{ path = "/", host = case[1],
+                           headers = { Authorization = "Bearer " .. TOKEN } })
       local res = assert(conn:read_response())
       assert.equal(200, res.status)
       assert.equal(case[2], json(res).service)
     end
+  end)
+it("refuses a request without a token: 401 with WWW-Authenticate", function()
+    local res = assert(g:get("/customers", { Host = "customers.company.com", Authorization = false }))
+    assert.equal(401, res.status)
+    assert.equal("Unauthorized", res.body)
+    assert.equal("Bearer", res.headers["www-authenticate"])
+    local bad = assert(g:get("/customers", { Host = "customers.company.com",
+                                             Authorization = "Bearer " .. TOKEN:sub(1, -6) .. "AAAAA" }))
+    assert.equal(401, bad.status)
+    assert.equal('Bearer error="invalid_token"', bad.headers["www-authenticate"])
+  end)
+
+  it("answers 429 past 10 requests per 10 s per client, with the rate-limit headers", function()
+    local seen_429
+    for _ = 1, 22 do -- within one window (even if one ended mid-way) this reaches 429
+      local res = assert(g:get("/orders", { Host = "orders.company.com" }))
+      assert.equal("10", res.headers["x-ratelimit-limit"])
+      if res.status == 429 then
+        seen_429 = res
+        break
+      end
+      assert.equal(200, res.status)
+    end
+    assert.is_table(seen_429, "no 429 after 22 requests")
+    assert.equal("0", seen_429.headers["x-ratelimit-remaining"])
+    assert.is_string(seen_429.headers["retry-after"])
   end)
 end)
