@@ -28,6 +28,9 @@ DEPS = build-essential pkg-config libluajit2-5.1-dev luajit2 libev-dev libhttp-p
        libssl-dev libjwt-dev libyaml-dev lua-busted lua-cjson lua-socket lua-check \
        wrk nginx curl libpcre2-8-0
 
+# Only for `make bench`: the OpenResty-style comparison (nginx + Lua).
+BENCH_DEPS = libnginx-mod-http-lua
+
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
 LUAJIT_LIBS   := $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1)
 
@@ -51,7 +54,7 @@ LIB_LDLIBS = -lev -lhttp_parser -lyaml -ljwt -lcrypto -lpthread -lm
 HDRS := $(wildcard runtime/*.h)
 CTESTS := $(patsubst spec/c/%.c,$(BUILD)/spec/%,$(wildcard spec/c/test_*.c))
 
-.PHONY: all run test deps bench clean check-c lint busted
+.PHONY: all run test deps bench-deps install-packages bench clean check-c lint busted
 
 all: $(BUILD)/tollgate $(BUILD)/libtollgate.so
 
@@ -79,7 +82,13 @@ $(BUILD)/spec/%: spec/c/%.c $(SRCS) $(HDRS) | $(BUILD)
 	    $(LDLIBS) -fsanitize=address,undefined
 
 deps:
-	@missing=""; for p in $(DEPS); do \
+	@$(MAKE) -s install-packages PACKAGES="$(DEPS)"
+
+bench-deps:
+	@$(MAKE) -s install-packages PACKAGES="$(DEPS) $(BENCH_DEPS)"
+
+install-packages:
+	@missing=""; for p in $(PACKAGES); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" \
 	        || missing="$$missing $$p"; \
 	done; \
@@ -108,7 +117,7 @@ run: deps
 	$(MAKE) all
 	./examples/coffee-shop/run.sh
 
-bench: deps
+bench: bench-deps
 	$(MAKE) all
 	./bench/run.sh
 
