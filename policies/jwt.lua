@@ -80,6 +80,7 @@ local function new(conf, env)
     if conf.secretOrPublicKeyFile then
         local path = conf.secretOrPublicKeyFile
         if sub(path, 1, 1) ~= "/" then path = env.dir .. "/" .. path end
+        if env.watch then env.watch(path) end -- a new key file reloads the config
         local err
         material, err = read_file(path)
         if not material then return nil, "secretOrPublicKeyFile: " .. tostring(err) end

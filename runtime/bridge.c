@@ -8,6 +8,12 @@
  * Every resume ends by handing the yield code to the connection, and the
  * bridge touches nothing after that, since the connection may have moved
  * on to the next request (and this coroutine with it).
+ *
+ * Generations: each config load (start-up, every reload) gets its own Lua
+ * state with its own coroutines. A request stays in the generation it
+ * started in; new requests go to the current one. A replaced generation is
+ * closed (lua_close: everything it allocated goes) once its last request
+ * is done, at the end of a loop turn.
  */
 #include <errno.h>
 #include <lauxlib.h>
@@ -30,11 +36,22 @@ typedef struct slot {
     int ref;         /* registry reference anchoring co */
 } slot_t;
 
-static slot_t *slots;
-static int nslots, capslots;
-static int *freelist;
-static int nfree;
-static int main_ref = LUA_NOREF;
+struct tg_gen {
+    lua_State *L;
+    int main_ref;        /* tollgate.runtime.main */
+    slot_t *slots;
+    int nslots, capslots;
+    int *freelist;
+    int nfree;
+    int active;          /* requests with a coroutine in this generation */
+    unsigned id;
+    tg_gen_t *next;      /* the retired list */
+};
+
+static tg_gen_t *current;
+static tg_gen_t *retired;
+static unsigned gen_ids;
+static int main_ref = LUA_NOREF; /* set by tg_lua_load_config(serve) */
 static char errbuf[4096];
 
 /* ---- the state ------------------------------------------------------------ */
@@ -95,14 +112,6 @@ lua_State *tg_lua_new(void)
 
 void tg_lua_close(lua_State *L)
 {
-    for (int i = 0; i < nslots; i++)
-        slots[i].co = NULL;
-    free(slots);
-    free(freelist);
-    slots = NULL;
-    freelist = NULL;
-    nslots = capslots = nfree = 0;
-    main_ref = LUA_NOREF;
     lua_close(L);
 }
 
@@ -158,6 +167,22 @@ static void read_settings(lua_State *L, int idx, tg_settings_t *s)
     s->shared_memory = (size_t) num_field(L, idx, "shared_memory", (double) s->shared_memory);
     free(s->access_log);
     s->access_log = str_field(L, idx, "access_log", "stdout");
+    s->pid_file = str_field(L, idx, "pid_file", NULL);
+    lua_getfield(L, idx, "watch");
+    s->watch = lua_isboolean(L, -1) ? lua_toboolean(L, -1) : 1;
+    lua_pop(L, 1);
+    lua_getfield(L, idx, "files");
+    if (lua_istable(L, -1)) {
+        int n = (int) lua_objlen(L, -1);
+        s->files = tg_calloc((size_t) n + 1, sizeof(char *));
+        for (int i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            if (lua_isstring(L, -1))
+                s->files[s->nfiles++] = tg_strndup(lua_tostring(L, -1), lua_objlen(L, -1));
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
 
     lua_getfield(L, idx, "listen");
     if (lua_istable(L, -1)) {
@@ -213,49 +238,129 @@ failed:
     return TG_ERROR;
 }
 
+/* ---- generations ------------------------------------------------------------ */
+
+static void gen_free(tg_gen_t *g)
+{
+    lua_close(g->L);
+    free(g->slots);
+    free(g->freelist);
+    free(g);
+}
+
+int tg_lua_generation_load(const char *path, tg_settings_t *s, const char **err)
+{
+    lua_State *L = tg_lua_new();
+    tg_settings_t loaded;
+
+    tg_settings_defaults(&loaded);
+    main_ref = LUA_NOREF;
+    if (tg_lua_load_config(L, path, &loaded, 1, err) != TG_OK) {
+        tg_settings_free(&loaded);
+        lua_close(L);
+        return TG_ERROR;
+    }
+    tg_gen_t *g = tg_calloc(1, sizeof(*g));
+    g->L = L;
+    g->main_ref = main_ref;
+    g->id = ++gen_ids;
+    if (current) {
+        current->next = retired;
+        retired = current;
+    }
+    current = g;
+    *s = loaded;
+    return TG_OK;
+}
+
+unsigned tg_lua_generation(void)
+{
+    return current ? current->id : 0;
+}
+
+void tg_lua_collect(void)
+{
+    tg_gen_t **pp = &retired;
+    while (*pp) {
+        tg_gen_t *g = *pp;
+        if (g->active == 0) {
+            *pp = g->next;
+            tg_log_debug("generation %u closed", g->id);
+            gen_free(g);
+        } else {
+            pp = &g->next;
+        }
+    }
+}
+
+int tg_lua_retired(void)
+{
+    int n = 0;
+    for (tg_gen_t *g = retired; g; g = g->next)
+        n++;
+    return n;
+}
+
+void tg_lua_shutdown(void)
+{
+    while (retired) {
+        tg_gen_t *g = retired;
+        retired = g->next;
+        gen_free(g);
+    }
+    if (current) {
+        gen_free(current);
+        current = NULL;
+    }
+}
+
 /* ---- coroutines --------------------------------------------------------------- */
 
-static int take_slot(void)
+static int take_slot(tg_gen_t *g)
 {
-    lua_State *L = tg_worker.L;
     int i;
 
-    if (nfree) {
-        i = freelist[--nfree];
+    if (g->nfree) {
+        i = g->freelist[--g->nfree];
     } else {
-        if (nslots == capslots) {
-            capslots = capslots ? capslots * 2 : 64;
-            slots = tg_realloc(slots, (size_t) capslots * sizeof(*slots));
-            freelist = tg_realloc(freelist, (size_t) capslots * sizeof(*freelist));
+        if (g->nslots == g->capslots) {
+            g->capslots = g->capslots ? g->capslots * 2 : 64;
+            g->slots = tg_realloc(g->slots, (size_t) g->capslots * sizeof(*g->slots));
+            g->freelist = tg_realloc(g->freelist, (size_t) g->capslots * sizeof(*g->freelist));
         }
-        i = nslots++;
-        slots[i].co = NULL;
+        i = g->nslots++;
+        g->slots[i].co = NULL;
     }
-    if (slots[i].co == NULL) {
-        lua_State *co = lua_newthread(L);
-        slots[i].ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        slots[i].co = co;
-        lua_rawgeti(L, LUA_REGISTRYINDEX, main_ref);
-        lua_xmove(L, co, 1);
+    if (g->slots[i].co == NULL) {
+        lua_State *co = lua_newthread(g->L);
+        g->slots[i].ref = luaL_ref(g->L, LUA_REGISTRYINDEX);
+        g->slots[i].co = co;
+        lua_rawgeti(g->L, LUA_REGISTRYINDEX, g->main_ref);
+        lua_xmove(g->L, co, 1);
     }
+    g->active++;
     return i;
 }
 
-static void put_slot(int i)
+/* The request's Lua work is over: its coroutine goes back to the pool
+ * (drop: it failed or was cut short, so it is discarded). */
+static void release_slot(tg_req_t *r, int drop)
 {
-    freelist[nfree++] = i;
-}
-
-static void drop_slot(int i)
-{
-    luaL_unref(tg_worker.L, LUA_REGISTRYINDEX, slots[i].ref);
-    slots[i].co = NULL;
-    freelist[nfree++] = i;
+    tg_gen_t *g = r->gen;
+    int i = r->co;
+    if (drop) {
+        luaL_unref(g->L, LUA_REGISTRYINDEX, g->slots[i].ref);
+        g->slots[i].co = NULL;
+    }
+    g->freelist[g->nfree++] = i;
+    g->active--;
+    r->co = -1;
+    r->gen = NULL;
 }
 
 static void resume(tg_req_t *r, int nargs)
 {
-    lua_State *co = slots[r->co].co;
+    lua_State *co = r->gen->slots[r->co].co;
     int code;
 
     r->lua = TG_LUA_RUNNING;
@@ -263,16 +368,13 @@ static void resume(tg_req_t *r, int nargs)
     if (rc == LUA_YIELD) {
         code = (int) lua_tointeger(co, -1);
         lua_settop(co, 0);
-        if (code == TG_YIELD_DONE) {
-            put_slot(r->co);
-            r->co = -1;
-        }
+        if (code == TG_YIELD_DONE)
+            release_slot(r, 0);
     } else {
         /* Policy errors are caught in Lua; this is a framework error. */
         const char *msg = lua_tostring(co, -1);
         tg_log_error("request %s: Lua error: %s", r->id, msg ? msg : "(no message)");
-        drop_slot(r->co);
-        r->co = -1;
+        release_slot(r, 1);
         if (!r->resp_started) {
             r->error = "Lua error";
             tg_req_local_response(r, 500, "Internal Server Error");
@@ -284,8 +386,9 @@ static void resume(tg_req_t *r, int nargs)
 
 void tg_lua_start(tg_req_t *r)
 {
-    r->co = take_slot();
-    lua_pushlightuserdata(slots[r->co].co, r);
+    r->gen = current;
+    r->co = take_slot(current);
+    lua_pushlightuserdata(current->slots[r->co].co, r);
     resume(r, 1);
 }
 
@@ -293,7 +396,7 @@ void tg_lua_resume(tg_req_t *r, int arg)
 {
     if (r->co < 0)
         return;
-    lua_pushinteger(slots[r->co].co, arg);
+    lua_pushinteger(r->gen->slots[r->co].co, arg);
     resume(r, 1);
 }
 
@@ -309,10 +412,8 @@ void tg_lua_log(tg_req_t *r)
 void tg_lua_abandon(tg_req_t *r)
 {
     ev_timer_stop(tg_worker.loop, &r->lua_timer);
-    if (r->co >= 0 && r->lua != TG_LUA_RUNNING) {
-        drop_slot(r->co);
-        r->co = -1;
-    }
+    if (r->co >= 0 && r->lua != TG_LUA_RUNNING)
+        release_slot(r, 1);
     r->lua = TG_LUA_NONE;
 }
 

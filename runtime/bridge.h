@@ -31,6 +31,17 @@ int tg_lua_load_config(lua_State *L, const char *path, tg_settings_t *s, int ser
                        const char **err);
 void tg_lua_close(lua_State *L);
 
+/* Generations: loads the config into a new Lua state that serves new
+ * requests from then on (the previous one finishes its requests and is
+ * closed by tg_lua_collect). Fills s with the config's settings. On error
+ * the current generation stays and err says why. */
+typedef struct tg_gen tg_gen_t;
+int tg_lua_generation_load(const char *path, tg_settings_t *s, const char **err);
+unsigned tg_lua_generation(void);    /* id of the current generation */
+void tg_lua_collect(void);           /* closes retired generations with no requests */
+int tg_lua_retired(void);            /* retired generations not closed yet */
+void tg_lua_shutdown(void);
+
 /* Per request. */
 void tg_lua_start(tg_req_t *r);                 /* route + access phase */
 void tg_lua_resume(tg_req_t *r, int arg);       /* after WAIT/PROXY */

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -19,11 +20,41 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: tollgate [-t] [-w N] -c FILE\n"
+            "       tollgate reload -c FILE [-p PIDFILE]\n"
             "  -c FILE   gateway config: Express Gateway's gateway.config.yml (YAML or JSON,\n"
             "            with system.config.yml beside it when present) or a Lua file\n"
             "  -t        check the config and exit (0 valid, 1 with the error)\n"
             "  -w N      worker processes (overrides the config; default one per core)\n"
-            "  -v        print the version\n");
+            "  -p FILE   the pid file of the master to reload (default: tollgate.pidFile,\n"
+            "            else the place named after the config)\n"
+            "  -v        print the version\n"
+            "  reload    check FILE, then tell the running gateway serving it to reload\n");
+}
+
+/* `tollgate reload`: the same check as -t, then SIGHUP to the master. */
+static int reload_command(const char *config, const char *pidfile, tg_settings_t *s)
+{
+    const char *path = tg_master_pidfile(config, pidfile ? pidfile : s->pid_file);
+    FILE *f = fopen(path, "r");
+    int pid = 0;
+    if (f == NULL) {
+        fprintf(stderr, "tollgate: cannot read %s (%s): is a gateway running with %s?\n", path,
+                strerror(errno), config);
+        return 1;
+    }
+    if (fscanf(f, "%d", &pid) != 1 || pid <= 1) {
+        fclose(f);
+        fprintf(stderr, "tollgate: %s does not hold a process id\n", path);
+        return 1;
+    }
+    fclose(f);
+    if (kill(pid, SIGHUP) != 0) {
+        fprintf(stderr, "tollgate: cannot signal master %d (%s); remove the stale %s\n", pid,
+                strerror(errno), path);
+        return 1;
+    }
+    printf("tollgate: %s is valid; master %d is reloading it\n", config, pid);
+    return 0;
 }
 
 /* Lets the worker hold as many sockets as the hard limit allows. */
@@ -39,13 +70,21 @@ static void raise_nofile(void)
 int main(int argc, char **argv)
 {
     const char *config = NULL;
+    const char *pidfile = NULL;
     const char *err = NULL;
-    int test = 0, workers = -1, opt;
+    int test = 0, workers = -1, opt, reload = 0;
     tg_settings_t s;
 
-    while ((opt = getopt(argc, argv, "c:tw:vh")) != -1) {
+    if (argc > 1 && strcmp(argv[1], "reload") == 0) {
+        reload = 1;
+        argv[1] = argv[0];
+        argv++;
+        argc--;
+    }
+    while ((opt = getopt(argc, argv, "c:tw:p:vh")) != -1) {
         switch (opt) {
         case 'c': config = optarg; break;
+        case 'p': pidfile = optarg; break;
         case 't': test = 1; break;
         case 'w':
             workers = atoi(optarg);
@@ -77,6 +116,11 @@ int main(int argc, char **argv)
         tg_settings_free(&s);
         return 0;
     }
+    if (reload) {
+        rc = reload_command(config, pidfile, &s);
+        tg_settings_free(&s);
+        return rc;
+    }
     tg_log_level = s.log_level;
     if (s.nlisten == 0) {
         fprintf(stderr, "tollgate: %s has no http section: nothing to listen on\n", config);
@@ -91,13 +135,7 @@ int main(int argc, char **argv)
         tg_log_error("%s", err);
         return 1;
     }
-    if (workers < 0)
-        workers = s.workers;
-    if (workers <= 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        workers = n > 0 ? (int) n : 1;
-    }
-    rc = tg_master_run(&s, config, workers);
+    rc = tg_master_run(&s, config, workers > 0 ? workers : 0);
     tg_settings_free(&s);
     return rc;
 }

@@ -1,27 +1,44 @@
 /*
  * master.c: the master process. It opens the listening sockets, forks the
- * workers, restarts a worker that dies, and on SIGTERM/SIGINT asks every
- * worker to stop gracefully and exits 0 once they have.
+ * workers, restarts a worker that dies, reloads the configuration, and on
+ * SIGTERM/SIGINT asks every worker to stop gracefully and exits 0 once
+ * they have.
  *
- * The master runs no event loop and no Lua: it blocks its signals and
- * waits for them with sigtimedwait(), so signal handling is plain
- * sequential code.
+ * The master runs no event loop and no Lua state of its own (it makes a
+ * short-lived one to check a config): it blocks its signals, reads them
+ * from a signalfd, and polls that and an inotify descriptor, so signal
+ * handling is plain sequential code.
+ *
+ * Reload (SIGHUP, `tollgate reload`, or a watched file changing): the
+ * master checks the new config the way `tollgate -t` does; if it is bad,
+ * the log says why and nothing changes. If only the pipelines, policies,
+ * timeouts... changed, every worker builds a new generation beside its
+ * current one (SIGHUP to the workers). If the listeners or the number of
+ * workers changed, the master opens the new listeners and starts a new
+ * set of workers, then stops the old ones gracefully.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "bridge.h"
 #include "master.h"
 #include "worker.h"
 
 #define MAX_WORKERS 256
 #define RESTART_DELAY_MAX 30.0
+#define DEBOUNCE 0.3 /* seconds of quiet after a file change before reloading */
 
 typedef struct child {
     pid_t pid;         /* 0 when not running */
@@ -32,6 +49,13 @@ typedef struct child {
 
 static child_t children[MAX_WORKERS];
 static int nchildren;
+static pid_t draining[MAX_WORKERS * 4]; /* workers of a previous set, stopping */
+static int ndraining;
+static int sigfd = -1, inofd = -1;
+static tg_settings_t *settings;
+static const char *config;
+static int workers_wanted; /* -w, or 0: the config decides */
+static char pidfile[PATH_MAX];
 
 static double now_mono(void)
 {
@@ -40,56 +64,205 @@ static double now_mono(void)
     return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
 }
 
-int tg_master_listen(tg_settings_t *s, const char **err)
+/* ---- listeners ------------------------------------------------------------ */
+
+static int open_listener(tg_listen_t *l, const char **err)
 {
     static char msg[512];
+    struct addrinfo hints = { 0 }, *res;
+    char port[8];
 
-    for (int i = 0; i < s->nlisten; i++) {
-        tg_listen_t *l = &s->listen[i];
-        struct addrinfo hints = { 0 }, *res;
-        char port[8];
-        snprintf(port, sizeof(port), "%d", l->port);
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_STREAM;
-        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-        int rc = getaddrinfo(strcmp(l->host, "*") == 0 ? NULL : l->host, port, &hints, &res);
-        if (rc != 0) {
-            snprintf(msg, sizeof(msg), "cannot listen on %s:%d: %s", l->host, l->port,
-                     gai_strerror(rc));
-            *err = msg;
-            return TG_ERROR;
-        }
-        int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        int one = 1;
-        if (fd >= 0) {
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-            if (res->ai_family == AF_INET6) {
-                int zero = 0; /* "::" takes IPv4 too, as Node does */
-                setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-            }
-        }
-        if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
-            snprintf(msg, sizeof(msg), "cannot listen on %s:%d: %s", l->host, l->port,
-                     strerror(errno));
-            if (fd >= 0)
-                close(fd);
-            freeaddrinfo(res);
-            *err = msg;
-            return TG_ERROR;
-        }
-        freeaddrinfo(res);
-        struct sockaddr_storage ss;
-        socklen_t len = sizeof(ss);
-        getsockname(fd, (struct sockaddr *) &ss, &len);
-        l->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &ss)->sin6_port
-                                                 : ((struct sockaddr_in *) &ss)->sin_port);
-        l->fd = fd;
-        tg_log_info("listening on http://%s:%d", l->host, l->port);
+    snprintf(port, sizeof(port), "%d", l->port);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int rc = getaddrinfo(strcmp(l->host, "*") == 0 ? NULL : l->host, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(msg, sizeof(msg), "cannot listen on %s:%d: %s", l->host, l->port,
+                 gai_strerror(rc));
+        *err = msg;
+        return TG_ERROR;
     }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (res->ai_family == AF_INET6) {
+            int zero = 0; /* "::" takes IPv4 too, as Node does */
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+        }
+    }
+    if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
+        snprintf(msg, sizeof(msg), "cannot listen on %s:%d: %s", l->host, l->port,
+                 strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(res);
+        *err = msg;
+        return TG_ERROR;
+    }
+    freeaddrinfo(res);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    getsockname(fd, (struct sockaddr *) &ss, &len);
+    l->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &ss)->sin6_port
+                                             : ((struct sockaddr_in *) &ss)->sin_port);
+    l->fd = fd;
+    tg_log_info("listening on http://%s:%d", l->host, l->port);
     return TG_OK;
 }
 
-static void spawn(tg_settings_t *s, const char *config_path, int id)
+int tg_master_listen(tg_settings_t *s, const char **err)
+{
+    for (int i = 0; i < s->nlisten; i++)
+        if (open_listener(&s->listen[i], err) != TG_OK)
+            return TG_ERROR;
+    return TG_OK;
+}
+
+static void close_listeners(tg_settings_t *s)
+{
+    for (int i = 0; i < s->nlisten; i++) {
+        if (s->listen[i].fd >= 0)
+            close(s->listen[i].fd);
+        s->listen[i].fd = -1;
+    }
+}
+
+/* ---- pid file --------------------------------------------------------------- */
+
+const char *tg_master_pidfile(const char *config_path, const char *configured)
+{
+    static char path[PATH_MAX];
+    char real[PATH_MAX];
+
+    if (configured && *configured) {
+        snprintf(path, sizeof(path), "%s", configured);
+        return path;
+    }
+    /* Named after the config's absolute path, so `tollgate reload -c FILE`
+     * finds the master serving FILE without any setting. */
+    if (realpath(config_path, real) == NULL)
+        snprintf(real, sizeof(real), "%s", config_path);
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const char *p = real; *p; p++) {
+        h ^= (unsigned char) *p;
+        h *= 0x100000001b3ull;
+    }
+    const char *dir = getenv("XDG_RUNTIME_DIR");
+    snprintf(path, sizeof(path), "%s/tollgate-%016llx.pid", dir && *dir ? dir : "/tmp",
+             (unsigned long long) h);
+    return path;
+}
+
+static void write_pidfile(void)
+{
+    snprintf(pidfile, sizeof(pidfile), "%s", tg_master_pidfile(config, settings->pid_file));
+    FILE *f = fopen(pidfile, "w");
+    if (f == NULL) {
+        tg_log_warn("cannot write the pid file %s: %s (tollgate reload will not find this "
+                    "master; SIGHUP still reloads)", pidfile, strerror(errno));
+        pidfile[0] = '\0';
+        return;
+    }
+    fprintf(f, "%d\n", (int) getpid());
+    fclose(f);
+}
+
+/* ---- watching ----------------------------------------------------------------- */
+
+typedef struct watch {
+    int wd;
+    char dir[PATH_MAX * 2];
+} watch_t;
+
+static watch_t *watches;
+static int nwatches;
+static char **watched;  /* absolute paths of the files that trigger a reload */
+static int nwatched;
+
+static void watch_files(const tg_settings_t *s)
+{
+    for (int i = 0; i < nwatches; i++)
+        inotify_rm_watch(inofd, watches[i].wd);
+    for (int i = 0; i < nwatched; i++)
+        free(watched[i]);
+    nwatches = nwatched = 0;
+    free(watches);
+    free(watched);
+    watches = NULL;
+    watched = NULL;
+    if (!s->watch || inofd < 0)
+        return;
+
+    watches = tg_calloc((size_t) s->nfiles + 1, sizeof(*watches));
+    watched = tg_calloc((size_t) s->nfiles + 1, sizeof(*watched));
+    for (int i = 0; i < s->nfiles; i++) {
+        char abs[PATH_MAX * 2], dir[PATH_MAX * 2];
+        const char *f = s->files[i];
+        if (f[0] == '/') {
+            snprintf(abs, sizeof(abs), "%s", f);
+        } else {
+            char cwd[PATH_MAX];
+            if (getcwd(cwd, sizeof(cwd)) == NULL)
+                continue;
+            snprintf(abs, sizeof(abs), "%s/%s", cwd, f);
+        }
+        watched[nwatched++] = tg_strndup(abs, strlen(abs));
+        /* Watch the directory: editors replace files by renaming. */
+        snprintf(dir, sizeof(dir), "%s", abs);
+        char *slash = strrchr(dir, '/');
+        if (slash == NULL)
+            continue;
+        *slash = '\0';
+        int seen = 0;
+        for (int k = 0; k < nwatches && !seen; k++)
+            seen = strcmp(watches[k].dir, dir) == 0;
+        if (seen)
+            continue;
+        int wd = inotify_add_watch(inofd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE |
+                                                   IN_DELETE | IN_ATTRIB);
+        if (wd < 0) {
+            tg_log_warn("cannot watch %s: %s", dir, strerror(errno));
+            continue;
+        }
+        watches[nwatches].wd = wd;
+        snprintf(watches[nwatches].dir, sizeof(watches[nwatches].dir), "%s", dir);
+        nwatches++;
+    }
+}
+
+/* Reads inotify events; true when one concerns a watched file. */
+static int files_changed(void)
+{
+    char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+    int hit = 0;
+    for (;;) {
+        ssize_t n = read(inofd, buf, sizeof(buf));
+        if (n <= 0)
+            break;
+        for (char *p = buf; p < buf + n;) {
+            struct inotify_event *ev = (struct inotify_event *) p;
+            p += sizeof(*ev) + ev->len;
+            if (ev->len == 0)
+                continue;
+            for (int i = 0; i < nwatches; i++) {
+                if (watches[i].wd != ev->wd)
+                    continue;
+                char path[PATH_MAX * 3];
+                snprintf(path, sizeof(path), "%s/%s", watches[i].dir, ev->name);
+                for (int k = 0; k < nwatched; k++)
+                    if (strcmp(watched[k], path) == 0)
+                        hit = 1;
+            }
+        }
+    }
+    return hit;
+}
+
+/* ---- workers -------------------------------------------------------------------- */
+
+static void spawn(int id)
 {
     pid_t pid = fork();
     if (pid < 0) {
@@ -97,8 +270,12 @@ static void spawn(tg_settings_t *s, const char *config_path, int id)
         children[id].restart_at = now_mono() + 1;
         return;
     }
-    if (pid == 0)
-        _exit(tg_worker_run(s, config_path, id));
+    if (pid == 0) {
+        close(sigfd);
+        if (inofd >= 0)
+            close(inofd);
+        _exit(tg_worker_run(settings, config, id));
+    }
     children[id].pid = pid;
     children[id].started = now_mono();
     children[id].restart_at = 0;
@@ -110,10 +287,18 @@ static void reap(int stopping)
     pid_t pid;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        for (int i = 0; i < nchildren; i++) {
+        int found = 0;
+        for (int i = 0; i < ndraining && !found; i++) {
+            if (draining[i] == pid) {
+                draining[i] = draining[--ndraining];
+                found = 1;
+            }
+        }
+        for (int i = 0; i < nchildren && !found; i++) {
             child_t *c = &children[i];
             if (c->pid != pid)
                 continue;
+            found = 1;
             c->pid = 0;
             if (stopping) {
                 if (WIFSIGNALED(status))
@@ -134,14 +319,13 @@ static void reap(int stopping)
             else
                 tg_log_error("worker %d (pid %d) exited with status %d; restarting", i,
                              (int) pid, WEXITSTATUS(status));
-            break;
         }
     }
 }
 
 static int running(void)
 {
-    int n = 0;
+    int n = ndraining;
     for (int i = 0; i < nchildren; i++)
         n += children[i].pid != 0;
     return n;
@@ -152,26 +336,141 @@ static void signal_all(int sig)
     for (int i = 0; i < nchildren; i++)
         if (children[i].pid)
             kill(children[i].pid, sig);
+    for (int i = 0; i < ndraining; i++)
+        kill(draining[i], sig);
 }
 
-static void close_listeners(tg_settings_t *s)
+static int worker_count(const tg_settings_t *s)
 {
-    for (int i = 0; i < s->nlisten; i++) {
-        if (s->listen[i].fd >= 0)
-            close(s->listen[i].fd);
-        s->listen[i].fd = -1;
+    int n = workers_wanted > 0 ? workers_wanted : s->workers;
+    if (n <= 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus > 0 ? (int) cpus : 1;
+    }
+    return n > MAX_WORKERS ? MAX_WORKERS : n;
+}
+
+/* ---- reload ----------------------------------------------------------------------- */
+
+static int same_listeners(const tg_settings_t *a, const tg_settings_t *b)
+{
+    if (a->nlisten != b->nlisten)
+        return 0;
+    for (int i = 0; i < a->nlisten; i++)
+        if (a->listen[i].port != b->listen[i].port || strcmp(a->listen[i].host,
+                                                             b->listen[i].host) != 0)
+            return 0;
+    return 1;
+}
+
+static void reload(const char *why)
+{
+    tg_settings_t next;
+    const char *err = NULL;
+
+    tg_log_info("%s: checking %s", why, config);
+    tg_settings_defaults(&next);
+    lua_State *L = tg_lua_new();
+    int rc = tg_lua_load_config(L, config, &next, 0, &err);
+    tg_lua_close(L);
+    if (rc != TG_OK) {
+        tg_log_error("reload refused, still serving the previous configuration: %s", err);
+        tg_settings_free(&next);
+        return;
+    }
+    if (next.nlisten == 0) {
+        tg_log_error("reload refused: the new configuration has no http section");
+        tg_settings_free(&next);
+        return;
+    }
+
+    /* A port of 0 asks for any free port: keep the one we have. */
+    for (int i = 0; i < next.nlisten && i < settings->nlisten; i++)
+        if (next.listen[i].port == 0 && strcmp(next.listen[i].host, settings->listen[i].host) == 0)
+            next.listen[i].port = settings->listen[i].port;
+
+    if (same_listeners(settings, &next) && worker_count(&next) == nchildren) {
+        /* Same sockets and processes: every worker swaps generations. */
+        for (int i = 0; i < next.nlisten; i++)
+            next.listen[i].fd = settings->listen[i].fd;
+        for (int i = 0; i < settings->nlisten; i++)
+            free(settings->listen[i].host);
+        settings->nlisten = 0; /* the fds now belong to next */
+        tg_settings_free(settings);
+        *settings = next;
+        watch_files(settings);
+        for (int i = 0; i < nchildren; i++)
+            if (children[i].pid)
+                kill(children[i].pid, SIGHUP);
+        tg_log_info("reloading %d worker%s", nchildren, nchildren == 1 ? "" : "s");
+        return;
+    }
+
+    /* New listeners or worker count: a new set of workers. Listeners that
+     * stay keep their socket (nothing queued on them is lost). */
+    for (int i = 0; i < next.nlisten; i++) {
+        next.listen[i].fd = -1;
+        for (int k = 0; k < settings->nlisten; k++) {
+            tg_listen_t *old = &settings->listen[k];
+            if (old->fd >= 0 && old->port == next.listen[i].port &&
+                strcmp(old->host, next.listen[i].host) == 0) {
+                next.listen[i].fd = old->fd;
+                old->fd = -1;
+            }
+        }
+        if (next.listen[i].fd < 0 && open_listener(&next.listen[i], &err) != TG_OK) {
+            tg_log_error("reload refused, still serving the previous configuration: %s", err);
+            for (int k = 0; k < i; k++) {
+                /* give the reused sockets back; close the new ones */
+                int given = 0;
+                for (int j = 0; j < settings->nlisten && !given; j++) {
+                    tg_listen_t *old = &settings->listen[j];
+                    if (old->fd < 0 && old->port == next.listen[k].port &&
+                        strcmp(old->host, next.listen[k].host) == 0) {
+                        old->fd = next.listen[k].fd;
+                        given = 1;
+                    }
+                }
+                if (!given)
+                    close(next.listen[k].fd);
+                next.listen[k].fd = -1;
+            }
+            tg_settings_free(&next);
+            return;
+        }
+    }
+    for (int i = 0; i < nchildren; i++) {
+        if (children[i].pid) {
+            kill(children[i].pid, SIGTERM);
+            draining[ndraining++] = children[i].pid;
+        }
+        children[i].pid = 0;
+    }
+    close_listeners(settings); /* the ones no longer used; old workers keep theirs */
+    tg_settings_free(settings);
+    *settings = next;
+    watch_files(settings);
+    nchildren = worker_count(settings);
+    tg_log_info("new listeners or worker count: starting %d worker%s, stopping the previous "
+                "ones gracefully", nchildren, nchildren == 1 ? "" : "s");
+    for (int i = 0; i < nchildren; i++) {
+        children[i].delay = 0;
+        spawn(i);
     }
 }
+
+/* ---- main loop ---------------------------------------------------------------------- */
 
 int tg_master_run(tg_settings_t *s, const char *config_path, int workers)
 {
     sigset_t set;
     int stopping = 0;
-    double deadline = 0;
+    double deadline = 0, reload_at = 0;
 
-    if (workers > MAX_WORKERS)
-        workers = MAX_WORKERS;
-    nchildren = workers;
+    settings = s;
+    config = config_path;
+    workers_wanted = workers;
+    nchildren = worker_count(s);
     signal(SIGPIPE, SIG_IGN);
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);
@@ -180,10 +479,16 @@ int tg_master_run(tg_settings_t *s, const char *config_path, int workers)
     sigaddset(&set, SIGQUIT);
     sigaddset(&set, SIGHUP);
     sigprocmask(SIG_BLOCK, &set, NULL);
+    sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    inofd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (inofd < 0)
+        tg_log_warn("inotify: %s; config changes will need SIGHUP", strerror(errno));
+    watch_files(s);
+    write_pidfile();
 
-    tg_log_info("starting %d worker%s", workers, workers == 1 ? "" : "s");
-    for (int i = 0; i < workers; i++)
-        spawn(s, config_path, i);
+    tg_log_info("starting %d worker%s", nchildren, nchildren == 1 ? "" : "s");
+    for (int i = 0; i < nchildren; i++)
+        spawn(i);
 
     for (;;) {
         double now = now_mono();
@@ -192,7 +497,7 @@ int tg_master_run(tg_settings_t *s, const char *config_path, int workers)
             child_t *c = &children[i];
             if (c->pid == 0 && c->restart_at > 0) {
                 if (c->restart_at <= now)
-                    spawn(s, config_path, i);
+                    spawn(i);
                 else if (c->restart_at - now < wait)
                     wait = c->restart_at - now;
             }
@@ -205,36 +510,51 @@ int tg_master_run(tg_settings_t *s, const char *config_path, int workers)
                 signal_all(SIGKILL);
                 deadline = now + 5;
             }
+        } else if (reload_at > 0) {
+            if (now >= reload_at) {
+                reload_at = 0;
+                reload("a configuration file changed");
+            } else if (reload_at - now < wait) {
+                wait = reload_at - now;
+            }
         }
 
-        struct timespec ts = { (time_t) wait, (long) ((wait - (double) (time_t) wait) * 1e9) };
-        siginfo_t info;
-        int sig = sigtimedwait(&set, &info, &ts);
-        if (sig < 0)
-            continue; /* timeout or EINTR */
-        switch (sig) {
-        case SIGCHLD:
-            reap(stopping);
-            break;
-        case SIGTERM:
-        case SIGINT:
-        case SIGQUIT:
-            if (!stopping) {
-                tg_log_info("%s: stopping workers",
-                            sig == SIGQUIT ? "SIGQUIT" : sig == SIGINT ? "SIGINT" : "SIGTERM");
-                stopping = 1;
-                deadline = now_mono() + s->shutdown_timeout + 5;
-                close_listeners(s);
+        struct pollfd pfd[2] = { { sigfd, POLLIN, 0 }, { inofd, POLLIN, 0 } };
+        int n = poll(pfd, inofd >= 0 ? 2 : 1, (int) (wait * 1000) + 1);
+        if (n <= 0)
+            continue;
+        if (inofd >= 0 && (pfd[1].revents & POLLIN) && files_changed() && !stopping)
+            reload_at = now_mono() + DEBOUNCE; /* an editor's burst gives one reload */
+
+        struct signalfd_siginfo si;
+        while (read(sigfd, &si, sizeof(si)) == (ssize_t) sizeof(si)) {
+            int sig = (int) si.ssi_signo;
+            switch (sig) {
+            case SIGCHLD:
+                reap(stopping);
+                break;
+            case SIGTERM:
+            case SIGINT:
+            case SIGQUIT:
+                if (!stopping) {
+                    tg_log_info("%s: stopping workers",
+                                sig == SIGQUIT ? "SIGQUIT" : sig == SIGINT ? "SIGINT" : "SIGTERM");
+                    stopping = 1;
+                    deadline = now_mono() + s->shutdown_timeout + 5;
+                    close_listeners(s);
+                }
+                signal_all(sig == SIGQUIT ? SIGQUIT : SIGTERM);
+                break;
+            case SIGHUP:
+                if (!stopping)
+                    reload("SIGHUP");
+                break;
             }
-            signal_all(sig == SIGQUIT ? SIGQUIT : SIGTERM);
-            break;
-        case SIGHUP:
-            tg_log_warn("SIGHUP: configuration reload is not available in this version; "
-                        "restart the gateway to apply changes");
-            break;
         }
     }
     close_listeners(s);
+    if (pidfile[0])
+        unlink(pidfile);
     tg_log_info("stopped");
     return 0;
 }

@@ -164,7 +164,8 @@ struct tg_req {
 
     /* Lua */
     enum tg_lua_state lua;
-    int co;                     /* coroutine slot in the bridge, or -1 */
+    struct tg_gen *gen;         /* the Lua generation the request runs in */
+    int co;                     /* coroutine slot in that generation, or -1 */
     ev_timer lua_timer;         /* sleep() */
 
     tg_proxy_t proxy;

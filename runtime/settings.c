@@ -25,6 +25,7 @@ void tg_settings_defaults(tg_settings_t *s)
     s->upstream_idle_timeout = 4;
     s->upstream_keepalive = 64;
     s->shared_memory = 16 * 1024 * 1024;
+    s->watch = 1;
     s->log_level = TG_LOG_INFO;
 }
 
@@ -35,4 +36,11 @@ void tg_settings_free(tg_settings_t *s)
     s->nlisten = 0;
     free(s->access_log);
     s->access_log = NULL;
+    for (int i = 0; i < s->nfiles; i++)
+        free(s->files[i]);
+    free(s->files);
+    s->files = NULL;
+    s->nfiles = 0;
+    free(s->pid_file);
+    s->pid_file = NULL;
 }

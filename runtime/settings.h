@@ -40,6 +40,10 @@ typedef struct tg_settings {
 
     size_t shared_memory;        /* bytes of the shared dictionary (shdict.c) */
     char *access_log;            /* "stdout", "stderr", "off" or a file path */
+    int watch;                   /* reload when one of files changes */
+    char **files;                /* every file the config depends on */
+    int nfiles;
+    char *pid_file;              /* NULL: the default place (master.c) */
     int log_level;
 } tg_settings_t;
 

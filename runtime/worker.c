@@ -82,6 +82,57 @@ static void on_shutdown_timeout(struct ev_loop *loop, ev_timer *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
+static void copy_runtime_settings(tg_settings_t *dst, tg_settings_t *src);
+
+/* Reload: a new Lua generation from the config file. Requests in flight
+ * finish in the old one; a failure leaves everything as it was. */
+static void reload(void)
+{
+    tg_settings_t loaded;
+    const char *err = NULL;
+    double t0 = ev_time();
+
+    if (tg_lua_generation_load(tg_worker.config_path, &loaded, &err) != TG_OK) {
+        tg_log_error("reload failed, still serving the previous configuration: %s", err);
+        return;
+    }
+    tg_settings_t *s = tg_worker.settings;
+    int reopen = (loaded.access_log == NULL) != (s->access_log == NULL) ||
+                 (loaded.access_log && strcmp(loaded.access_log, s->access_log) != 0);
+    char *access_log = loaded.access_log;
+    loaded.access_log = NULL;
+    for (int i = 0; i < loaded.nlisten; i++)
+        free(loaded.listen[i].host);
+    loaded.nlisten = 0;
+    copy_runtime_settings(s, &loaded);
+    if (reopen) {
+        if (tg_access_log_open(access_log, &err) != TG_OK) {
+            tg_log_error("cannot open the access log %s: %s; keeping the previous one",
+                         access_log, err);
+            tg_access_log_open(s->access_log, &err);
+            free(access_log);
+        } else {
+            free(s->access_log);
+            s->access_log = access_log;
+        }
+    } else {
+        free(access_log);
+    }
+    tg_log_level = s->log_level;
+    tg_http1_init(s->max_head_size);
+    tg_log_info("configuration reloaded (generation %u) in %.1f ms", tg_lua_generation(),
+                (ev_time() - t0) * 1000);
+}
+
+static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    tg_unused(loop);
+    tg_unused(w);
+    tg_unused(revents);
+    if (!tg_worker.stopping)
+        reload();
+}
+
 static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 {
     tg_unused(revents);
@@ -122,20 +173,27 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     tg_unused(revents);
     tg_conns_free_closed();
     tg_upstream_free_closed();
+    tg_lua_collect();
     tg_access_log_flush();
 }
 
-static void copy_runtime_settings(tg_settings_t *dst, const tg_settings_t *src)
+static void copy_runtime_settings(tg_settings_t *dst, tg_settings_t *src)
 {
-    /* Everything but the listeners, which the master opened. */
-    tg_listen_t listen[TG_MAX_LISTEN];
-    int nlisten = dst->nlisten;
-    memcpy(listen, dst->listen, sizeof(listen));
-    char *access_log = dst->access_log;
+    /* Everything but the listeners (the master opened them), the access
+     * log (reopened by the caller when it changed) and what only the
+     * master uses (watched files, pid file); src's copies are freed. */
+    tg_settings_t keep = *dst;
+    for (int i = 0; i < src->nfiles; i++)
+        free(src->files[i]);
+    free(src->files);
+    free(src->pid_file);
     *dst = *src;
-    memcpy(dst->listen, listen, sizeof(listen));
-    dst->nlisten = nlisten;
-    dst->access_log = access_log;
+    memcpy(dst->listen, keep.listen, sizeof(keep.listen));
+    dst->nlisten = keep.nlisten;
+    dst->access_log = keep.access_log;
+    dst->files = keep.files;
+    dst->nfiles = keep.nfiles;
+    dst->pid_file = keep.pid_file;
 }
 
 int tg_worker_run(tg_settings_t *s, const char *config_path, int id)
@@ -156,9 +214,8 @@ int tg_worker_run(tg_settings_t *s, const char *config_path, int id)
         tg_log_error("cannot create an event loop");
         return 2;
     }
-    tg_worker.L = tg_lua_new();
-    tg_settings_defaults(&loaded);
-    if (tg_lua_load_config(tg_worker.L, config_path, &loaded, 1, &err) != TG_OK) {
+    tg_worker.config_path = config_path;
+    if (tg_lua_generation_load(config_path, &loaded, &err) != TG_OK) {
         tg_log_error("%s", err);
         return 2;
     }
@@ -183,6 +240,8 @@ int tg_worker_run(tg_settings_t *s, const char *config_path, int id)
     ev_signal_init(&tg_worker.sigterm, on_stop, SIGTERM);
     ev_signal_init(&tg_worker.sigint, on_stop, SIGINT);
     ev_signal_init(&tg_worker.sigquit, on_stop, SIGQUIT);
+    ev_signal_init(&tg_worker.sighup, on_hup, SIGHUP);
+    ev_signal_start(tg_worker.loop, &tg_worker.sighup);
     ev_signal_start(tg_worker.loop, &tg_worker.sigterm);
     ev_signal_start(tg_worker.loop, &tg_worker.sigint);
     ev_signal_start(tg_worker.loop, &tg_worker.sigquit);
@@ -200,8 +259,7 @@ int tg_worker_run(tg_settings_t *s, const char *config_path, int id)
     tg_resolver_stop();
     tg_peers_free();
     tg_access_log_close();
-    tg_lua_close(tg_worker.L);
-    tg_worker.L = NULL;
+    tg_lua_shutdown();
     ev_loop_destroy(tg_worker.loop);
     tg_worker.loop = NULL;
     tg_buf_drain_cache();

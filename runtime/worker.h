@@ -7,7 +7,6 @@
 #define TG_WORKER_H
 
 #include <ev.h>
-#include <lua.h>
 
 #include "settings.h"
 
@@ -16,7 +15,7 @@ typedef struct tg_conn tg_conn_t;
 typedef struct tg_worker {
     struct ev_loop *loop;
     tg_settings_t *settings;
-    lua_State *L;
+    const char *config_path;
     int id;                     /* 0..workers-1 */
     int nconns;                 /* open client connections */
     tg_conn_t *conns;           /* all open client connections */
@@ -24,7 +23,7 @@ typedef struct tg_worker {
     ev_io listeners[TG_MAX_LISTEN];
     int accepting;              /* listeners started */
     ev_timer accept_retry;      /* after EMFILE/ENFILE or at max_connections */
-    ev_signal sigterm, sigint, sigquit;
+    ev_signal sigterm, sigint, sigquit, sighup;
     ev_timer shutdown_timer;
     ev_prepare prepare;         /* end of each loop turn: free closed conns, flush logs */
     int stopping;               /* graceful shutdown started */

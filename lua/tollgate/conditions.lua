@@ -11,12 +11,16 @@
 --   hostMatch { pattern }               glob on the Host header, port included
 --   authenticated, anonymous            an auth policy set req.user, or not
 --   tlsClientAuthenticated              a verified client certificate (HTTPS)
+--   expression { lua }                  Lua with `req` in scope; holds unless nil/false
+--                                       (Express Gateway's JavaScript `expression` is
+--                                       refused at load, with the Lua to write instead)
 --
 -- A condition may also be a Lua function of the request (Lua configs).
 -- compile(cfg, path) returns fn, or nil, message, at (see tollgate.schema).
 
 local regex = require "tollgate.regex"
 local schema = require "tollgate.schema"
+local template = require "tollgate.template"
 
 local type, ipairs, pairs = type, ipairs, pairs
 local find, gsub, sub = string.find, string.gsub, string.sub

@@ -517,12 +517,14 @@ function _M.load(path)
     local doc, marks = load_yaml(path, function(msg) ctx:warn(msg) end)
     if doc == nil then return nil, marks end
     ctx.marks = marks
+    local files = { path }
 
     -- system.config.yml beside it: parsed so its errors show; tollgate uses
     -- none of its settings (database, crypto, plugins are Express Gateway's).
     local dir = match(path, "^(.*)/[^/]*$") or "."
     for _, name in ipairs { "system.config.yml", "system.config.json" } do
         local sys = dir .. "/" .. name
+        files[#files + 1] = sys -- watched even while absent: creating it reloads
         if exists(sys) then
             local sdoc, serr = load_yaml(sys, function(msg) ctx:warn(msg) end)
             if sdoc == nil then return nil, serr end
@@ -533,7 +535,9 @@ function _M.load(path)
             break
         end
     end
-    return _M.compile(doc, ctx)
+    local model, err = _M.compile(doc, ctx)
+    if model then model.files = files end
+    return model, err
 end
 
 -- A Lua config: a file returning a table of the same shape as the YAML.
@@ -542,7 +546,9 @@ function _M.load_lua(path)
     if not chunk then return nil, err end
     local ok, doc = pcall(chunk)
     if not ok then return nil, path .. ": " .. tostring(doc) end
-    return _M.compile(doc, new_ctx(path))
+    local model, cerr = _M.compile(doc, new_ctx(path))
+    if model then model.files = { path } end
+    return model, cerr
 end
 
 _M.new_ctx = new_ctx

@@ -81,6 +81,9 @@ function _M.build(model)
 
     local dirs = policies.dirs(model.dir, s.policy_paths)
     local modules = {}
+    -- every file this config depends on: a change to any of them reloads
+    local files = {}
+    for _, f in ipairs(model.files or {}) do files[#files + 1] = f end
     for name, decl in pairs(model.policies) do
         local file = policies.find(name, dirs)
         if not file then
@@ -93,9 +96,13 @@ function _M.build(model)
             return nil, ctx:error("policies: " .. name .. ": " .. err, decl.at[1], decl.at[2])
         end
         modules[name] = mod
+        files[#files + 1] = file
     end
 
-    local env = { services = model.services, dir = model.dir, settings = s, file = model.file }
+    -- what policy constructors get: env.watch(path) adds a file they read
+    -- (a key, a list) to the ones whose change reloads the config
+    local env = { services = model.services, dir = model.dir, settings = s, file = model.file,
+        watch = function(path) files[#files + 1] = path end }
     local pipelines = {}
     for _, ep in ipairs(model.endpoints) do ep.pipeline = nil end
     for _, pl in ipairs(model.pipelines) do
@@ -124,8 +131,9 @@ function _M.build(model)
         return nil, ctx:error("apiEndpoints." .. rep.name .. "." .. rkey .. ": " .. rerr,
             rep.at[1], rkey)
     end
+    s.files = files
     return { router = rt, pipelines = pipelines, settings = s, model = model,
-        warnings = model.warnings }
+        warnings = model.warnings, files = files }
 end
 
 return _M

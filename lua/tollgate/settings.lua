@@ -7,6 +7,9 @@
 --     logLevel: info           # error, warn, info, debug
 --     shutdownTimeout: 10000   # ms a graceful stop waits for requests in flight
 --     policyPaths: [lib/policies]   # more directories with Lua policies
+--     watch: true              # reload when the config or a file it uses changes
+--     pidFile: /run/tollgate.pid   # where `tollgate reload` finds the master
+--                              # (default: $XDG_RUNTIME_DIR or /tmp, named after the config)
 --     sharedMemory: 16m        # the shared dictionary (rate-limit counters...):
 --                              # bytes, or with k/m/g; 256 bytes an entry
 --     client:
@@ -69,6 +72,9 @@ local SCHEMA = { properties = {
     shutdownTimeout = ms(10000, "ms a graceful stop waits for requests in flight"),
     policyPaths = { type = "array", items = { type = "string" },
         description = "directories searched for Lua policies" },
+    watch = { type = "boolean", default = true,
+        description = "reload when the config or a file it uses changes" },
+    pidFile = { type = "string", description = "where `tollgate reload` finds the master" },
     sharedMemory = { type = { "number", "string" }, default = "16m",
         description = "size of the shared dictionary: bytes, or a number with k, m or g" },
     client = { type = "object", additional = true, description = "client-side limits" },
@@ -118,6 +124,8 @@ function _M.parse(section, http)
         access_log = conf.accessLog,
         log_level = LEVELS[conf.logLevel],
         shared_memory = shm,
+        watch = conf.watch,
+        pid_file = conf.pidFile,
         shutdown_timeout = conf.shutdownTimeout / 1000,
         policy_paths = conf.policyPaths,
         head_timeout = client.headTimeout / 1000,
