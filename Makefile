@@ -38,7 +38,7 @@ WARN    = -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes
 CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(LUAJIT_CFLAGS) -D_GNU_SOURCE \
              -DTG_DATADIR='"$(DATADIR)"' -fno-strict-aliasing
-LDLIBS  = $(LUAJIT_LIBS) -lev -lhttp_parser -lyaml -ljwt -lcrypto -lpthread -lm -ldl
+LDLIBS  = $(LUAJIT_LIBS) -lev -lhttp_parser -lyaml -ljwt -lssl -lcrypto -lpthread -lm -ldl
 LDFLAGS += -rdynamic
 
 ifeq ($(SAN),1)
@@ -50,7 +50,7 @@ endif
 SRCS := $(wildcard runtime/*.c)
 OBJS := $(SRCS:runtime/%.c=$(BUILD)/%.o)
 PIC_OBJS := $(patsubst runtime/%.c,$(BUILD)/pic/%.o,$(filter-out runtime/main.c,$(SRCS)))
-LIB_LDLIBS = -lev -lhttp_parser -lyaml -ljwt -lcrypto -lpthread -lm
+LIB_LDLIBS = -lev -lhttp_parser -lyaml -ljwt -lssl -lcrypto -lpthread -lm
 HDRS := $(wildcard runtime/*.h)
 CTESTS := $(patsubst spec/c/%.c,$(BUILD)/spec/%,$(wildcard spec/c/test_*.c))
 

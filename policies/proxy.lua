@@ -18,6 +18,7 @@
 -- upstream as eg-request-id. A refused or reset upstream gives 502
 -- "Bad gateway."; a timeout gives 504 (Express Gateway answers 502).
 
+local ffi = require "ffi"
 local core = require "tollgate.core"
 
 local C = core.C
@@ -45,7 +46,13 @@ local OPTIONS = {
         description = "extra request headers for the upstream" },
     auth = { type = "string", description = "user:password sent upstream as basic auth" },
     secure = { type = "boolean", default = true,
-        description = "verify the certificate of https upstreams" },
+        description = "verify the certificate (chain and host name) of https upstreams" },
+    caFile = { type = "string",
+        description = "https upstreams: trusted CAs (PEM) instead of the system's" },
+    certFile = { type = "string", description = "https upstreams: a client certificate (mTLS)" },
+    keyFile = { type = "string", description = "https upstreams: the client certificate's key" },
+    target = { type = "object", additional = true,
+        description = "Express Gateway's proxyOptions.target: caFile, certFile, keyFile" },
     preserveHeaderKeyCase = { type = "boolean", default = false,
         description = "accepted for compatibility: header case is always preserved" },
     ws = { type = "boolean", description = "WebSocket proxying (not available yet)" },
@@ -125,6 +132,11 @@ local function new(conf, env)
     end
     ok, err = merge(conf, svc.proxyOptions, "serviceEndpoints." .. svc.name .. ".proxyOptions")
     if not ok then return nil, err end
+    if type(conf.target) == "table" then
+        for _, k in ipairs { "caFile", "certFile", "keyFile" } do
+            if conf.target[k] ~= nil and conf[k] == nil then conf[k] = conf.target[k] end
+        end
+    end
     for k in pairs(UNSUPPORTED) do
         local v = conf[k]
         if v ~= nil and v ~= false then
@@ -135,13 +147,28 @@ local function new(conf, env)
         return nil, "ws: WebSocket proxying is not supported yet"
     end
 
+    local function path_of(f)
+        if f == nil then return nil end
+        if sub(f, 1, 1) ~= "/" then f = env.dir .. "/" .. f end
+        if env.watch then env.watch(f) end -- a renewed certificate reloads the config
+        return f
+    end
+    local ca, cert, key = path_of(conf.caFile), path_of(conf.certFile), path_of(conf.keyFile)
     local urls = {}
     for i, u in ipairs(svc.urls) do
-        if u.scheme ~= "http" then
-            return nil, "serviceEndpoints." .. svc.name .. ": " .. u.url ..
-                ": https upstreams are not supported yet"
+        local tls = nil
+        if u.scheme == "https" and core.has_c then
+            local errbuf = ffi.new("char[256]")
+            tls = C.tg_tls_client_get(conf.secure and 1 or 0, ca, cert, key, errbuf, 256)
+            if tls == nil then
+                return nil, "serviceEndpoints." .. svc.name .. ": TLS: " .. ffi.string(errbuf)
+            end
+            if not conf.secure and env.warn then
+                env.warn("serviceEndpoints." .. svc.name .. ": secure: false: the certificate of " ..
+                    u.url .. " is not verified")
+            end
         end
-        local peer = core.has_c and C.tg_peer_get(u.host, #u.host, u.port) or nil
+        local peer = core.has_c and C.tg_peer_get(u.host, #u.host, u.port, tls) or nil
         urls[i] = { peer = peer, path = conf.prependPath and u.path or "", url = u.url }
     end
 

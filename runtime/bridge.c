@@ -171,6 +171,36 @@ static void read_settings(lua_State *L, int idx, tg_settings_t *s)
     lua_getfield(L, idx, "watch");
     s->watch = lua_isboolean(L, -1) ? lua_toboolean(L, -1) : 1;
     lua_pop(L, 1);
+    lua_getfield(L, idx, "tls");
+    if (lua_istable(L, -1)) {
+        int t = lua_gettop(L);
+        tg_tls_config_t *c = &s->tls;
+        lua_getfield(L, t, "request_cert");
+        c->request_cert = lua_toboolean(L, -1);
+        lua_getfield(L, t, "reject_unauthorized");
+        c->reject_unauthorized = lua_toboolean(L, -1);
+        lua_getfield(L, t, "certs");
+        int n = lua_istable(L, -1) ? (int) lua_objlen(L, -1) : 0;
+        c->certs = tg_calloc((size_t) n + 1, sizeof(*c->certs));
+        for (int i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            tg_tls_cert_t *cert = &c->certs[c->ncerts++];
+            cert->pattern = str_field(L, -1, "pattern", "default");
+            cert->key = str_field(L, -1, "key", "");
+            cert->cert = str_field(L, -1, "cert", "");
+            lua_getfield(L, -1, "ca");
+            int nca = lua_istable(L, -1) ? (int) lua_objlen(L, -1) : 0;
+            cert->ca = tg_calloc((size_t) nca + 1, sizeof(char *));
+            for (int k = 1; k <= nca; k++) {
+                lua_rawgeti(L, -1, k);
+                cert->ca[cert->nca++] = tg_strndup(lua_tostring(L, -1), lua_objlen(L, -1));
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 2);
+        }
+        lua_settop(L, t);
+    }
+    lua_pop(L, 1);
     lua_getfield(L, idx, "files");
     if (lua_istable(L, -1)) {
         int n = (int) lua_objlen(L, -1);
@@ -193,6 +223,9 @@ static void read_settings(lua_State *L, int idx, tg_settings_t *s)
             l->host = str_field(L, -1, "host", "0.0.0.0");
             l->port = (int) num_field(L, -1, "port", 8080);
             l->fd = -1;
+            lua_getfield(L, -1, "tls");
+            l->tls = lua_toboolean(L, -1);
+            lua_pop(L, 1);
             lua_pop(L, 1);
         }
     }
@@ -222,6 +255,18 @@ int tg_lua_load_config(lua_State *L, const char *path, tg_settings_t *s, int ser
     }
     lua_pop(L, 1);
     read_settings(L, lua_gettop(L), s);
+    if (s->tls.ncerts) {
+        /* certificates and keys must load and match: -t and reloads check it */
+        char msg[600];
+        tg_tls_server_t *srv = tg_tls_server_new(&s->tls, msg, sizeof(msg));
+        if (srv == NULL) {
+            snprintf(errbuf, sizeof(errbuf), "%s: %s", path, msg);
+            *err = errbuf;
+            lua_settop(L, top);
+            return TG_ERROR;
+        }
+        tg_tls_server_free(srv);
+    }
     if (serve) {
         lua_getfield(L, -2, "main"); /* the request loop of tollgate.runtime */
         if (main_ref != LUA_NOREF)

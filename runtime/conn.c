@@ -40,6 +40,8 @@ static int want_read(tg_conn_t *c)
     if (c->rbuf.data && c->rbuf.len == c->rbuf.cap)
         return c->state == TG_CONN_CLOSING; /* lingering reads reset the buffer */
     switch (c->state) {
+    case TG_CONN_HANDSHAKE:
+        return 0; /* events come from the handshake's wants (tg_conn_update) */
     case TG_CONN_IDLE:
     case TG_CONN_HEAD:
     case TG_CONN_CLOSING:
@@ -85,10 +87,19 @@ void tg_conn_update(tg_conn_t *c)
 
     if (c->closed)
         return;
-    if (want_read(c))
-        ev |= EV_READ;
-    if (c->want_write)
-        ev |= EV_WRITE;
+    if (c->state == TG_CONN_HANDSHAKE) {
+        ev = (c->sock.want_write ? EV_WRITE : 0) | (c->sock.want_read || !c->sock.want_write
+                                                        ? EV_READ : 0);
+    } else {
+        int rd = want_read(c);
+        /* TLS: a read may need a write to go out first, and a write a read */
+        if (rd)
+            ev |= c->rd_needs_write ? EV_WRITE : EV_READ;
+        if (c->want_write)
+            ev |= c->wr_needs_read ? EV_READ : EV_WRITE;
+        if (rd && tg_sock_pending(&c->sock))
+            ev_feed_event(tg_worker.loop, &c->io, EV_READ); /* decrypted, waiting */
+    }
     if ((c->io.events & (EV_READ | EV_WRITE)) != ev || !ev_is_active(&c->io)) {
         ev_io_stop(tg_worker.loop, &c->io);
         ev_io_modify(&c->io, ev); /* same fd: no EV__IOFDSET, so no needless epoll_ctl */
@@ -100,6 +111,8 @@ void tg_conn_update(tg_conn_t *c)
      * timer is not re-armed by reads: it bounds the whole head. */
     if (c->want_write)
         set_timer(c, T_SEND);
+    else if (c->state == TG_CONN_HANDSHAKE)
+        set_timer(c, T_FIRST);
     else if (c->state == TG_CONN_IDLE)
         set_timer(c, c->nrequests ? T_IDLE : T_FIRST);
     else if (c->state == TG_CONN_HEAD)
@@ -120,6 +133,11 @@ int tg_conn_wbuf_full(tg_conn_t *c)
 int tg_conn_local_port(tg_conn_t *c)
 {
     return c->local_port;
+}
+
+const char *tg_conn_scheme(tg_conn_t *c)
+{
+    return c->sock.t ? c->sock.t->scheme : "http";
 }
 
 /* ---- accept ------------------------------------------------------------------ */
@@ -148,10 +166,22 @@ void tg_conn_accept(struct ev_loop *loop, ev_io *w, int revents)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
         tg_conn_t *c = tg_calloc(1, sizeof(*c));
-        c->fd = fd;
+        int li = (int) (w - tg_worker.listeners);
         c->peer = sa;
         c->local_port = (uint16_t) (uintptr_t) w->data;
-        c->state = TG_CONN_IDLE;
+        if (tg_worker.listen_tls[li]) {
+            if (tg_worker.tls == NULL || tg_sock_tls_accept(&c->sock, fd, tg_worker.tls) != TG_OK) {
+                tg_log_rate_limited(TG_LOG_ERROR, "TLS: %s",
+                                    c->sock.error ? c->sock.error : "no server context");
+                tg_sock_close(&c->sock);
+                free(c);
+                continue;
+            }
+            c->state = TG_CONN_HANDSHAKE;
+        } else {
+            tg_sock_plain(&c->sock, fd);
+            c->state = TG_CONN_IDLE;
+        }
         ev_io_init(&c->io, tg_conn_on_io, fd, 0);
         ev_init(&c->timer, tg_conn_on_timer);
         tg_req_init(&c->req, c);
@@ -176,7 +206,7 @@ static void conn_read(tg_conn_t *c)
     if (c->state == TG_CONN_CLOSING) {
         /* Lingering: drop whatever arrives until the client closes. */
         char sink[4096];
-        ssize_t n = read(c->fd, sink, sizeof(sink));
+        ssize_t n = tg_sock_recv(&c->sock, sink, sizeof(sink));
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
             conn_close(c, NULL);
         return;
@@ -185,10 +215,13 @@ static void conn_read(tg_conn_t *c)
     size_t room = b->cap - b->len;
     if (room == 0)
         return;
-    ssize_t n = read(c->fd, b->data + b->len, room);
+    ssize_t n = tg_sock_recv(&c->sock, b->data + b->len, room);
+    c->rd_needs_write = n < 0 && errno == EAGAIN && c->sock.want_write;
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR)
             return;
+        if (c->sock.error && c->state != TG_CONN_ACTIVE)
+            tg_log_debug("client %s: %s", tg_conn_peer_name(c), c->sock.error);
         conn_close(c, c->state == TG_CONN_ACTIVE ? "client connection error" : NULL);
         return;
     }
@@ -372,7 +405,7 @@ void tg_conn_output(tg_conn_t *c)
     if (c->closed)
         return;
     while (b->pos < b->len) {
-        ssize_t n = write(c->fd, b->data + b->pos, b->len - b->pos);
+        ssize_t n = tg_sock_send(&c->sock, b->data + b->pos, b->len - b->pos);
         if (n > 0) {
             b->pos += (size_t) n;
             r->bytes_sent += (uint64_t) n;
@@ -386,6 +419,7 @@ void tg_conn_output(tg_conn_t *c)
             return;
         }
     }
+    c->wr_needs_read = b->pos < b->len && c->sock.want_read;
     if (b->pos < b->len) {
         c->want_write = 1;
         if (progress && c->timer_kind == T_SEND)
@@ -564,7 +598,7 @@ static void finish_request(tg_conn_t *c)
         if (unread) {
             /* Unread bytes would make close() send a reset that can destroy
              * the response in flight: half-close and drain first. */
-            shutdown(c->fd, SHUT_WR);
+            shutdown(c->sock.fd, SHUT_WR);
             tg_buf_reset(&c->rbuf);
             tg_conn_update(c);
             return;
@@ -613,7 +647,7 @@ static void conn_close(tg_conn_t *c, const char *why)
     }
     ev_io_stop(tg_worker.loop, &c->io);
     ev_timer_stop(tg_worker.loop, &c->timer);
-    close(c->fd);
+    tg_sock_close(&c->sock);
     c->closed = 1;
     tg_req_reset(r);
     tg_buf_release(&c->rbuf);
@@ -648,7 +682,8 @@ void tg_conns_close_idle(void)
     tg_conn_t *c = tg_worker.conns;
     while (c) {
         tg_conn_t *next = c->next;
-        if (c->state == TG_CONN_IDLE || (c->state == TG_CONN_HEAD && c->rbuf.len == 0))
+        if (c->state == TG_CONN_IDLE || c->state == TG_CONN_HANDSHAKE ||
+            (c->state == TG_CONN_HEAD && c->rbuf.len == 0))
             conn_close(c, NULL);
         else
             c->close_after = 1;
@@ -664,17 +699,43 @@ void tg_conns_close_all(void)
 
 /* ---- callbacks --------------------------------------------------------------------- */
 
+static void handshake(tg_conn_t *c)
+{
+    int rc = c->sock.t->handshake(&c->sock);
+    if (rc == TG_AGAIN) {
+        tg_conn_update(c);
+        return;
+    }
+    if (rc != TG_OK) {
+        tg_log_info("client %s: %s", tg_conn_peer_name(c),
+                    c->sock.error ? c->sock.error : "TLS handshake failed");
+        conn_close(c, NULL);
+        return;
+    }
+    c->state = TG_CONN_IDLE;
+    c->timer_kind = T_NONE;
+    conn_read(c); /* the request may have come with the last handshake flight */
+}
+
 void tg_conn_on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     tg_conn_t *c = tg_container_of(w, tg_conn_t, io);
     tg_unused(loop);
 
-    if (revents & EV_WRITE) {
-        tg_conn_output(c);
-        if (c->closed)
-            return;
+    if (c->state == TG_CONN_HANDSHAKE) {
+        handshake(c);
+        return;
     }
-    if (revents & EV_READ)
+    /* TLS can cross directions: a write waiting for a read to come in,
+     * a read waiting for a write to go out. */
+    if ((revents & EV_WRITE) || ((revents & EV_READ) && c->wr_needs_read)) {
+        if (c->want_write) {
+            tg_conn_output(c);
+            if (c->closed)
+                return;
+        }
+    }
+    if ((revents & EV_READ) || ((revents & EV_WRITE) && c->rd_needs_write))
         conn_read(c);
 }
 

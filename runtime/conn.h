@@ -10,9 +10,11 @@
 #include <netinet/in.h>
 
 #include "req.h"
+#include "tls.h"
 
 /* The connection's lifecycle. */
 enum tg_conn_state {
+    TG_CONN_HANDSHAKE,/* TLS handshake in progress */
     TG_CONN_IDLE,     /* keep-alive, between requests; holds no buffers */
     TG_CONN_HEAD,     /* reading a request head */
     TG_CONN_ACTIVE,   /* a request is being served (Lua, upstream, response) */
@@ -20,7 +22,7 @@ enum tg_conn_state {
 };
 
 struct tg_conn {
-    int fd;
+    tg_sock_t sock;             /* the socket and its transport (plain or TLS) */
     enum tg_conn_state state;
     ev_io io;                   /* events computed by update_events() */
     ev_timer timer;             /* head, body, keep-alive or send timeout */
@@ -35,6 +37,8 @@ struct tg_conn {
     unsigned close_after:1;     /* close once the current response is written */
     unsigned want_write:1;      /* the last write stopped short */
     unsigned closed:1;          /* socket closed; the struct is freed at end of loop turn */
+    unsigned rd_needs_write:1;  /* TLS: the last read waits for the socket to be writable */
+    unsigned wr_needs_read:1;   /* TLS: the last write waits for it to be readable */
     unsigned in_parse:1;        /* guards against re-entering the parser */
     uint8_t timer_kind;         /* which wait the timer measures (conn.c) */
     tg_req_t req;
@@ -58,7 +62,9 @@ void tg_conn_body_end(tg_req_t *r);        /* response body complete */
 void tg_conn_abort(tg_req_t *r, const char *why); /* cut the client connection now */
 void tg_conn_update(tg_conn_t *c);         /* recompute events after buffers changed */
 int tg_conn_wbuf_full(tg_conn_t *c);
-int tg_conn_local_port(tg_conn_t *c);       /* true while the client is not draining */
+int tg_conn_local_port(tg_conn_t *c);
+/* "https" on a TLS connection, "http" otherwise. */
+const char *tg_conn_scheme(tg_conn_t *c);       /* true while the client is not draining */
 void tg_conn_feed_body(tg_conn_t *c);      /* parse buffered request body bytes (for the upstream) */
 
 /* Shutdown and housekeeping for the worker. */

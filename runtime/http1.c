@@ -681,11 +681,13 @@ static void put_xfwd(tg_buf_t *out, tg_req_t *r, const char *base)
         portlen = (int) (host + hostlen - colon - 1);
         memcpy(port, colon + 1, (size_t) portlen);
     } else {
-        portlen = 2;
-        memcpy(port, "80", 2);
+        /* no port in Host: the scheme's */
+        portlen = tg_conn_scheme(r->conn)[4] == 's' ? 3 : 2;
+        memcpy(port, portlen == 3 ? "443" : "80", (size_t) portlen);
     }
-    const char *vals[] = { ip, port, "http" };
-    size_t lens[] = { iplen, (size_t) portlen, 4 };
+    const char *scheme = tg_conn_scheme(r->conn);
+    const char *vals[] = { ip, port, scheme };
+    size_t lens[] = { iplen, (size_t) portlen, strlen(scheme) };
 
     for (int k = 0; k < 3; k++) {
         const char *name = XFWD[k];

@@ -123,10 +123,15 @@ int main(int argc, char **argv)
     }
     tg_log_level = s.log_level;
     if (s.nlisten == 0) {
-        fprintf(stderr, "tollgate: %s has no http section: nothing to listen on\n", config);
+        fprintf(stderr, "tollgate: %s has no http or https section: nothing to listen on\n",
+                config);
         return 1;
     }
     raise_nofile();
+    if (tg_tls_tickets_init(&err) != TG_OK) {
+        tg_log_error("%s", err);
+        return 1;
+    }
     if (tg_shdict_init(s.shared_memory, &err) != TG_OK) {
         tg_log_error("cannot map %zu bytes of shared memory: %s", s.shared_memory, err);
         return 1;

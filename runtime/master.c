@@ -108,7 +108,7 @@ static int open_listener(tg_listen_t *l, const char **err)
     l->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &ss)->sin6_port
                                              : ((struct sockaddr_in *) &ss)->sin_port);
     l->fd = fd;
-    tg_log_info("listening on http://%s:%d", l->host, l->port);
+    tg_log_info("listening on %s://%s:%d", l->tls ? "https" : "http", l->host, l->port);
     return TG_OK;
 }
 
@@ -357,8 +357,8 @@ static int same_listeners(const tg_settings_t *a, const tg_settings_t *b)
     if (a->nlisten != b->nlisten)
         return 0;
     for (int i = 0; i < a->nlisten; i++)
-        if (a->listen[i].port != b->listen[i].port || strcmp(a->listen[i].host,
-                                                             b->listen[i].host) != 0)
+        if (a->listen[i].port != b->listen[i].port || a->listen[i].tls != b->listen[i].tls ||
+            strcmp(a->listen[i].host, b->listen[i].host) != 0)
             return 0;
     return 1;
 }
@@ -379,7 +379,7 @@ static void reload(const char *why)
         return;
     }
     if (next.nlisten == 0) {
-        tg_log_error("reload refused: the new configuration has no http section");
+        tg_log_error("reload refused: the new configuration has no http or https section");
         tg_settings_free(&next);
         return;
     }

@@ -177,6 +177,16 @@ const char *tg_req_id(tg_req_t *r, size_t *len)
     return r->id;
 }
 
+const char *tg_req_scheme(tg_req_t *r)
+{
+    return tg_conn_scheme(r->conn);
+}
+
+int tg_req_tls_verified(tg_req_t *r)
+{
+    return r->conn->sock.client_verified;
+}
+
 double tg_req_start_time(tg_req_t *r)
 {
     return r->t_start;

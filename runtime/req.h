@@ -75,6 +75,7 @@ enum tg_proxy_state {
     TG_PROXY_IDLE,        /* no upstream involved */
     TG_PROXY_RESOLVE,     /* waiting for the peer's address */
     TG_PROXY_CONNECT,     /* non-blocking connect in progress */
+    TG_PROXY_HANDSHAKE,   /* TLS handshake with an https upstream */
     TG_PROXY_SEND,        /* sending the head and streaming the body; reading the response head */
     TG_PROXY_BODY,        /* response head handed to Lua/client; streaming the response body */
     TG_PROXY_DONE,        /* response complete (upstream connection released) */
@@ -202,6 +203,8 @@ TG_EXPORT int tg_req_http_version(tg_req_t *r);
 TG_EXPORT const char *tg_req_client_ip(tg_req_t *r, size_t *len);
 TG_EXPORT const char *tg_req_id(tg_req_t *r, size_t *len);
 TG_EXPORT double tg_req_start_time(tg_req_t *r);
+TG_EXPORT const char *tg_req_scheme(tg_req_t *r);     /* "http" or "https" */
+TG_EXPORT int tg_req_tls_verified(tg_req_t *r);       /* the client's certificate was verified */
 TG_EXPORT const char *tg_hdr_get(tg_req_t *r, int which, const char *name, size_t len,
                                  size_t *vlen);
 TG_EXPORT int tg_hdr_edit(tg_req_t *r, int which, int op, const char *name, size_t len,

@@ -43,4 +43,5 @@ void tg_settings_free(tg_settings_t *s)
     s->nfiles = 0;
     free(s->pid_file);
     s->pid_file = NULL;
+    tg_tls_config_free(&s->tls);
 }

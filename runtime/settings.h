@@ -8,6 +8,7 @@
 #define TG_SETTINGS_H
 
 #include "tg.h"
+#include "tls.h"
 
 #define TG_MAX_LISTEN 8
 
@@ -15,6 +16,7 @@ typedef struct tg_listen {
     char *host;       /* address to bind, e.g. "0.0.0.0" or "::1" */
     int port;         /* 0 picks a free port (tests); the bound port is logged */
     int fd;           /* opened by the master before forking workers */
+    int tls;          /* the https listener */
 } tg_listen_t;
 
 typedef struct tg_settings {
@@ -44,6 +46,7 @@ typedef struct tg_settings {
     char **files;                /* every file the config depends on */
     int nfiles;
     char *pid_file;              /* NULL: the default place (master.c) */
+    tg_tls_config_t tls;         /* the https listener's certificates (ncerts 0: none) */
     int log_level;
 } tg_settings_t;
 

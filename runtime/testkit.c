@@ -33,7 +33,7 @@ TG_EXPORT tg_req_t *tg_test_request(const char *raw, size_t len, const char *cli
 {
     ensure_settings();
     tg_conn_t *c = tg_calloc(1, sizeof(*c));
-    c->fd = -1;
+    tg_sock_plain(&c->sock, -1);
     c->local_port = 8080;
     struct sockaddr_in *in4 = (struct sockaddr_in *) &c->peer;
     in4->sin_family = AF_INET;
@@ -100,7 +100,7 @@ TG_EXPORT const char *tg_test_upstream_request(tg_req_t *r, size_t *len)
 {
     tg_buf_reset(&scratch);
     if (r->proxy.peer == NULL)
-        r->proxy.peer = tg_peer_get("upstream.test", 13, 80);
+        r->proxy.peer = tg_peer_get("upstream.test", 13, 80, NULL);
     tg_http1_request_head(r, &scratch);
     if (r->buffer_body && r->body_buf.len)
         tg_buf_append(&scratch, r->body_buf.data, r->body_buf.len);

@@ -38,7 +38,7 @@ static void up_update(tg_req_t *r);
 
 /* ---- peers ------------------------------------------------------------------ */
 
-tg_peer_t *tg_peer_get(const char *host, size_t len, int port)
+tg_peer_t *tg_peer_get(const char *host, size_t len, int port, tg_tls_client_t *tls)
 {
     char name[256];
     char buf[300];
@@ -55,13 +55,14 @@ tg_peer_t *tg_peer_get(const char *host, size_t len, int port)
         bare = name + 1;
     }
     for (tg_peer_t *p = peers; p; p = p->next)
-        if (p->port == port && strcmp(p->host, bare) == 0)
+        if (p->port == port && p->tls == tls && strcmp(p->host, bare) == 0)
             return p;
 
     tg_peer_t *p = tg_calloc(1, sizeof(*p));
     p->host = tg_strndup(bare, strlen(bare));
     p->port = port;
-    if (port == 80)
+    p->tls = tls;
+    if (port == (tls ? 443 : 80))
         snprintf(buf, sizeof(buf), "%s", name);
     else
         snprintf(buf, sizeof(buf), "%s:%d", name, port);
@@ -144,8 +145,7 @@ static void close_uc(tg_upconn_t *uc)
 {
     ev_io_stop(tg_worker.loop, &uc->io);
     ev_timer_stop(tg_worker.loop, &uc->timer);
-    close(uc->fd);
-    uc->fd = -1;
+    tg_sock_close(&uc->sock);
     uc->req = NULL;
     uc->next = dead;
     dead = uc;
@@ -209,6 +209,14 @@ static void on_idle_io(struct ev_loop *loop, ev_io *w, int revents)
     tg_upconn_t *uc = tg_container_of(w, tg_upconn_t, io);
     tg_unused(loop);
     tg_unused(revents);
+    if (uc->sock.ssl) {
+        /* TLS 1.3 servers send session tickets after the handshake: the
+         * connection is still good if that was all. */
+        char b;
+        ssize_t n = tg_sock_recv(&uc->sock, &b, 1);
+        if (n < 0 && errno == EAGAIN && !uc->sock.want_write)
+            return;
+    }
     pool_unlink(uc);
     close_uc(uc);
 }
@@ -279,6 +287,7 @@ static void fail(tg_req_t *r, int status, const char *reason)
         return;
     }
     tg_log_warn("request %s: upstream %s:%d: %s", r->id, p->peer->host, p->peer->port, reason);
+    reason = tg_arena_strndup(&r->arena, reason, strlen(reason)); /* may be a shared buffer */
     p->error = status;
     p->error_reason = reason;
     r->error = reason;
@@ -322,6 +331,47 @@ static void connect_failed(tg_req_t *r, int err)
                                      : "could not connect to the upstream");
 }
 
+/* TLS handshake with an https upstream; the connect timer bounds it. */
+static void handshake(tg_req_t *r)
+{
+    tg_proxy_t *p = &r->proxy;
+    tg_upconn_t *uc = p->uc;
+    int rc = uc->sock.t->handshake(&uc->sock);
+    if (rc == TG_AGAIN) {
+        up_update(r);
+        return;
+    }
+    if (rc != TG_OK) {
+        fail(r, 502, uc->sock.error ? uc->sock.error : "TLS handshake with the upstream failed");
+        return;
+    }
+    ev_timer_stop(tg_worker.loop, &uc->timer);
+    p->state = TG_PROXY_SEND;
+    tg_proxy_flush(r);
+}
+
+/* The TCP connection is up: TLS first for https, then the request. */
+static void connected(tg_req_t *r)
+{
+    tg_proxy_t *p = &r->proxy;
+    tg_upconn_t *uc = p->uc;
+    uc->connected = 1;
+    if (p->peer->tls) {
+        uc->timer.repeat = tg_worker.settings->upstream_connect_timeout;
+        ev_timer_again(tg_worker.loop, &uc->timer);
+        if (tg_sock_tls_connect(&uc->sock, uc->sock.fd, p->peer->tls, p->peer->host) != TG_OK) {
+            fail(r, 502, uc->sock.error ? uc->sock.error : "cannot start TLS");
+            return;
+        }
+        p->state = TG_PROXY_HANDSHAKE;
+        handshake(r);
+        return;
+    }
+    ev_timer_stop(tg_worker.loop, &uc->timer);
+    p->state = TG_PROXY_SEND;
+    tg_proxy_flush(r);
+}
+
 static void connect_upstream(tg_req_t *r)
 {
     tg_proxy_t *p = &r->proxy;
@@ -351,7 +401,7 @@ static void connect_upstream(tg_req_t *r)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
     uc = tg_calloc(1, sizeof(*uc));
-    uc->fd = fd;
+    tg_sock_plain(&uc->sock, fd);
     uc->peer = peer;
     uc->req = r;
     uc->nrequests = 1;
@@ -360,9 +410,7 @@ static void connect_upstream(tg_req_t *r)
     p->uc = uc;
 
     if (connect(fd, sa, peer->addrlens[k]) == 0) {
-        uc->connected = 1;
-        p->state = TG_PROXY_SEND;
-        tg_proxy_flush(r);
+        connected(r);
         return;
     }
     if (errno != EINPROGRESS) {
@@ -417,10 +465,11 @@ void tg_proxy_flush(tg_req_t *r)
     tg_buf_t *b = &p->wbuf;
     int progress = 0;
 
-    if (uc == NULL || p->state == TG_PROXY_CONNECT || p->state == TG_PROXY_RESOLVE)
+    if (uc == NULL || p->state == TG_PROXY_CONNECT || p->state == TG_PROXY_RESOLVE ||
+        p->state == TG_PROXY_HANDSHAKE)
         return;
     while (b->pos < b->len) {
-        ssize_t n = send(uc->fd, b->data + b->pos, b->len - b->pos, MSG_NOSIGNAL);
+        ssize_t n = tg_sock_send(&uc->sock, b->data + b->pos, b->len - b->pos);
         if (n > 0) {
             b->pos += (size_t) n;
             progress = 1;
@@ -437,6 +486,7 @@ void tg_proxy_flush(tg_req_t *r)
         }
     }
     uc->want_write = b->pos < b->len;
+    uc->wr_needs_read = uc->want_write && uc->sock.want_read;
     if (progress)
         ev_timer_stop(tg_worker.loop, &uc->timer); /* up_update re-arms it */
     if (!uc->want_write) {
@@ -466,13 +516,18 @@ static void up_update(tg_req_t *r)
         return;
     if (p->state == TG_PROXY_CONNECT) {
         ev = EV_WRITE;
+    } else if (p->state == TG_PROXY_HANDSHAKE) {
+        ev = uc->sock.want_write ? EV_WRITE : EV_READ;
     } else {
         if (uc->want_write)
-            ev |= EV_WRITE;
+            ev |= uc->wr_needs_read ? EV_READ : EV_WRITE;
         int room = p->rbuf.data == NULL || p->rbuf.len < p->rbuf.cap;
         if (!p->body_done && !p->eof && room &&
-            (p->state == TG_PROXY_SEND ? !p->head_done : !tg_conn_wbuf_full(r->conn)))
-            ev |= EV_READ;
+            (p->state == TG_PROXY_SEND ? !p->head_done : !tg_conn_wbuf_full(r->conn))) {
+            ev |= uc->rd_needs_write ? EV_WRITE : EV_READ;
+            if (tg_sock_pending(&uc->sock))
+                ev_feed_event(tg_worker.loop, &uc->io, EV_READ); /* decrypted, waiting */
+        }
     }
     if ((uc->io.events & (EV_READ | EV_WRITE)) != ev || !ev_is_active(&uc->io)) {
         ev_io_stop(tg_worker.loop, &uc->io);
@@ -480,7 +535,7 @@ static void up_update(tg_req_t *r)
         if (ev)
             ev_io_start(tg_worker.loop, &uc->io);
     }
-    if (p->state == TG_PROXY_CONNECT)
+    if (p->state == TG_PROXY_CONNECT || p->state == TG_PROXY_HANDSHAKE)
         return; /* the connect timer runs from connect_upstream() */
     if (ev) {
         if (!ev_is_active(&uc->timer)) {
@@ -561,10 +616,13 @@ static void up_read(tg_req_t *r)
             fail(r, 502, "upstream response head too large");
         return;
     }
-    ssize_t n = read(uc->fd, b->data + b->len, b->cap - b->len);
+    ssize_t n = tg_sock_recv(&uc->sock, b->data + b->len, b->cap - b->len);
+    uc->rd_needs_write = n < 0 && errno == EAGAIN && uc->sock.want_write;
     if (n < 0) {
-        if (errno == EAGAIN || errno == EINTR)
+        if (errno == EAGAIN || errno == EINTR) {
+            up_update(r);
             return;
+        }
         if (!p->head_done) {
             if (!retry(r, uc->reused))
                 fail(r, 502, errno == ECONNRESET ? "upstream reset the connection"
@@ -627,23 +685,27 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
     if (p->state == TG_PROXY_CONNECT) {
         int err = 0;
         socklen_t len = sizeof(err);
-        getsockopt(uc->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        getsockopt(uc->sock.fd, SOL_SOCKET, SO_ERROR, &err, &len);
         if (err) {
             connect_failed(r, err);
             return;
         }
-        uc->connected = 1;
-        ev_timer_stop(tg_worker.loop, &uc->timer);
-        p->state = TG_PROXY_SEND;
-        tg_proxy_flush(r);
+        connected(r);
         return;
     }
-    if (revents & EV_WRITE) {
-        tg_proxy_flush(r);
-        if (p->uc != uc)
-            return;
+    if (p->state == TG_PROXY_HANDSHAKE) {
+        handshake(r);
+        return;
     }
-    if (revents & EV_READ)
+    /* TLS can cross directions (see conn.c) */
+    if ((revents & EV_WRITE) || ((revents & EV_READ) && uc->wr_needs_read)) {
+        if (uc->want_write) {
+            tg_proxy_flush(r);
+            if (p->uc != uc)
+                return;
+        }
+    }
+    if ((revents & EV_READ) || ((revents & EV_WRITE) && uc->rd_needs_write))
         up_read(r);
 }
 
@@ -661,6 +723,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     }
     if (r->proxy.state == TG_PROXY_CONNECT)
         fail(r, 504, "timed out connecting to the upstream");
+    else if (r->proxy.state == TG_PROXY_HANDSHAKE)
+        fail(r, 504, "timed out in the TLS handshake with the upstream");
     else if (!r->proxy.head_done)
         fail(r, 504, "upstream timed out");
     else {

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include "req.h"
+#include "tls.h"
 
 #define TG_PEER_MAX_ADDRS 8
 
@@ -21,6 +22,7 @@ struct tg_peer {
     char *host;                 /* as configured, lower-cased */
     char *hostport;             /* Host header value for changeOrigin */
     int port;
+    tg_tls_client_t *tls;       /* https upstream: the client context; NULL for http */
     int is_ip;                  /* host is a literal address: never resolved again */
     struct sockaddr_storage addrs[TG_PEER_MAX_ADDRS];
     socklen_t addrlens[TG_PEER_MAX_ADDRS];
@@ -37,7 +39,7 @@ struct tg_peer {
 };
 
 struct tg_upconn {
-    int fd;
+    tg_sock_t sock;             /* the socket and its transport (plain or TLS) */
     ev_io io;
     ev_timer timer;             /* connect, inactivity, or pooled idle */
     tg_peer_t *peer;
@@ -46,11 +48,13 @@ struct tg_upconn {
     unsigned nrequests;         /* requests sent on this connection */
     unsigned connected:1;
     unsigned want_write:1;      /* the last write stopped short */
+    unsigned rd_needs_write:1;  /* TLS: the last read waits for writability */
+    unsigned wr_needs_read:1;   /* TLS: the last write waits for readability */
     unsigned reused:1;          /* taken from the pool for the current request */
 };
 
-/* Finds or creates the peer for host:port. */
-TG_EXPORT tg_peer_t *tg_peer_get(const char *host, size_t len, int port);
+/* Finds or creates the peer for host:port (https when tls is not NULL). */
+TG_EXPORT tg_peer_t *tg_peer_get(const char *host, size_t len, int port, tg_tls_client_t *tls);
 
 /* Starts the upstream exchange of r (after Lua asked to proxy). */
 void tg_proxy_start(tg_req_t *r);

@@ -177,6 +177,22 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     tg_access_log_flush();
 }
 
+/* The https listener's contexts for a config (kept in tg_worker.tls). */
+static int use_tls(tg_tls_config_t *cfg)
+{
+    char msg[600];
+    if (cfg->ncerts == 0)
+        return TG_OK;
+    tg_tls_server_t *srv = tg_tls_server_new(cfg, msg, sizeof(msg));
+    if (srv == NULL) {
+        tg_log_error("TLS: %s", msg);
+        return TG_ERROR;
+    }
+    tg_tls_server_free(tg_worker.tls); /* connections keep their own reference */
+    tg_worker.tls = srv;
+    return TG_OK;
+}
+
 static void copy_runtime_settings(tg_settings_t *dst, tg_settings_t *src)
 {
     /* Everything but the listeners (the master opened them), the access
@@ -187,6 +203,8 @@ static void copy_runtime_settings(tg_settings_t *dst, tg_settings_t *src)
         free(src->files[i]);
     free(src->files);
     free(src->pid_file);
+    use_tls(&src->tls); /* a failure keeps the previous certificates */
+    tg_tls_config_free(&src->tls);
     *dst = *src;
     memcpy(dst->listen, keep.listen, sizeof(keep.listen));
     dst->nlisten = keep.nlisten;
@@ -194,6 +212,7 @@ static void copy_runtime_settings(tg_settings_t *dst, tg_settings_t *src)
     dst->files = keep.files;
     dst->nfiles = keep.nfiles;
     dst->pid_file = keep.pid_file;
+    dst->tls = keep.tls;
 }
 
 int tg_worker_run(tg_settings_t *s, const char *config_path, int id)
@@ -235,6 +254,7 @@ int tg_worker_run(tg_settings_t *s, const char *config_path, int id)
     for (int i = 0; i < s->nlisten; i++) {
         ev_io_init(&tg_worker.listeners[i], tg_conn_accept, s->listen[i].fd, EV_READ);
         tg_worker.listeners[i].data = (void *) (uintptr_t) s->listen[i].port;
+        tg_worker.listen_tls[i] = s->listen[i].tls;
     }
     ev_init(&tg_worker.accept_retry, on_accept_retry);
     ev_signal_init(&tg_worker.sigterm, on_stop, SIGTERM);
@@ -260,6 +280,8 @@ int tg_worker_run(tg_settings_t *s, const char *config_path, int id)
     tg_peers_free();
     tg_access_log_close();
     tg_lua_shutdown();
+    tg_tls_server_free(tg_worker.tls);
+    tg_worker.tls = NULL;
     ev_loop_destroy(tg_worker.loop);
     tg_worker.loop = NULL;
     tg_buf_drain_cache();

@@ -21,6 +21,8 @@ typedef struct tg_worker {
     tg_conn_t *conns;           /* all open client connections */
     tg_conn_t *closed;          /* closed this loop turn; freed in the prepare watcher */
     ev_io listeners[TG_MAX_LISTEN];
+    int listen_tls[TG_MAX_LISTEN];  /* the listener speaks TLS */
+    struct tg_tls_server *tls;      /* server contexts of the current config */
     int accepting;              /* listeners started */
     ev_timer accept_retry;      /* after EMFILE/ENFILE or at max_connections */
     ev_signal sigterm, sigint, sigquit, sighup;

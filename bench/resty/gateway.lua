@@ -155,8 +155,10 @@ end
 local function reject(status, body, extra_name, extra_value, why)
     ngx.log(ngx.INFO, why)              -- below error_log's level in the bench: not written
     ngx.status = status
-    ngx.header["Content-Type"] = "text/plain; charset=utf-8"
-    ngx.header[extra_name] = extra_value
+    local h = ngx.header
+    h["Content-Type"] = "text/plain; charset=utf-8"
+    h["Content-Length"] = #body         -- as Tollgate sends it (else nginx would chunk it)
+    h[extra_name] = extra_value
     ngx.print(body)
     return ngx.exit(ngx.HTTP_OK)        -- the response is sent: end the request here
 end

@@ -224,6 +224,211 @@ local defs = {
     end },
 }
 
+-- ---- expression: Lua instead of Express Gateway's JavaScript -----------------------
+
+-- A Lua rendering of a simple JavaScript snippet, for error messages: string
+-- literals, numbers, paths from req / egContext / consumer, comparisons,
+-- && || ! + and assignments to req.url or a request header. nil when the
+-- snippet is anything else.
+local JS_OPS = {
+    ["==="] = "==", ["=="] = "==", ["!=="] = "~=", ["!="] = "~=", ["&&"] = "and",
+    ["||"] = "or", ["<="] = "<=", [">="] = ">=", ["<"] = "<", [">"] = ">", ["("] = "(",
+    [")"] = ")", ["!"] = "not", ["+"] = "+", ["="] = "=",
+}
+
+local function js_tokens(js)
+    local toks, pos, n = {}, 1, #js
+    while true do
+        pos = find(js, "[^%s]", pos)
+        if not pos then return toks end
+        local c = sub(js, pos, pos)
+        if c == "'" or c == '"' then
+            local e = pos + 1
+            while true do
+                local q = find(js, "[\\" .. c .. "]", e)
+                if not q then return nil end
+                if sub(js, q, q) == "\\" then e = q + 2 else e = q break end
+            end
+            toks[#toks + 1] = { k = "str", v = sub(js, pos, e) }
+            pos = e + 1
+        elseif find(c, "%d") then
+            local num = js:match("^%d+%.?%d*", pos)
+            toks[#toks + 1] = { k = "num", v = num }
+            pos = pos + #num
+        elseif find(c, "[%a_$]") then
+            local root = js:match("^[%a_$][%w_$]*", pos)
+            pos = pos + #root
+            local keys = {}
+            while pos <= n do
+                local name = js:match("^%.([%a_$][%w_$]*)", pos)
+                if name then
+                    keys[#keys + 1] = name
+                    pos = pos + 1 + #name
+                else
+                    local q, key = js:match("^%[%s*(['\"])(.-)%1%s*%]", pos)
+                    if not q then break end
+                    keys[#keys + 1] = key
+                    pos = pos + #js:match("^%b[]", pos)
+                end
+            end
+            toks[#toks + 1] = { k = "path", root = root, keys = keys }
+        elseif c == ";" then
+            toks[#toks + 1] = { k = ";" }
+            pos = pos + 1
+        else
+            local op = js:match("^[=!]==", pos) or js:match("^[=!<>]=", pos) or
+                js:match("^&&", pos) or js:match("^||", pos) or js:match("^[()!+<>=]", pos)
+            if not op then return nil end
+            toks[#toks + 1] = { k = "op", v = op }
+            pos = pos + #op
+        end
+    end
+end
+
+local REQ_FIELDS = { method = "req.method", url = "req.url", originalUrl = "req.url",
+    path = "req.path", ip = "req.ip", hostname = "req.host" }
+
+-- Lua for a JavaScript path, and the header name when it names a request header.
+local function js_path(t)
+    local root, keys = t.root, t.keys
+    if #keys == 0 then
+        if root == "true" or root == "false" then return root end
+        if root == "null" or root == "undefined" then return "nil" end
+        if root == "requestID" then return "req.id" end
+        if root == "consumer" then return "req.user" end
+        return nil
+    end
+    if root == "egContext" then
+        local first = table.remove(keys, 1)
+        if first == "requestID" and #keys == 0 then return "req.id" end
+        if first == "consumer" then root = "consumer"
+        elseif first == "req" then root = "req"
+        else return nil end
+    end
+    if root == "consumer" then
+        return "req.user" .. (#keys > 0 and ("." .. table.concat(keys, ".")) or "")
+    end
+    if root ~= "req" then return nil end
+    if keys[1] == "headers" and #keys == 2 then
+        local name = string.lower(keys[2])
+        return "req:header('" .. name .. "')", name
+    end
+    if keys[1] == "user" then return "req." .. table.concat(keys, ".") end
+    if #keys == 1 then return REQ_FIELDS[keys[1]] end
+    return nil
+end
+
+local function lua_expr(toks, i, j)
+    local out = {}
+    for k = i, j do
+        local t = toks[k]
+        if t.k == "str" or t.k == "num" then
+            out[#out + 1] = t.v
+        elseif t.k == "path" then
+            local lua = js_path({ root = t.root, keys = { unpack(t.keys) } })
+            if not lua then return nil end
+            out[#out + 1] = lua
+        elseif t.k == "op" and t.v ~= "=" then
+            local op = JS_OPS[t.v]
+            if op == "+" then
+                local a, b = toks[k - 1], toks[k + 1]
+                if not (a and b and a.k == "num" and b.k == "num") then op = ".." end
+            end
+            out[#out + 1] = op
+        else
+            return nil
+        end
+    end
+    if #out == 0 then return nil end
+    return (table.concat(out, " "):gsub("%( ", "("):gsub(" %)", ")"):gsub("not %(", "not ("))
+end
+
+function _M.lua_hint(js)
+    if type(js) ~= "string" then return nil end
+    local toks = js_tokens(js)
+    if not toks then return nil end
+    local stmts, start = {}, 1
+    for k = 1, #toks + 1 do
+        local t = toks[k]
+        if t == nil or t.k == ";" then
+            if k > start then
+                local eq
+                for m = start, k - 1 do
+                    if toks[m].k == "op" and toks[m].v == "=" then eq = m break end
+                end
+                local lua
+                if eq then
+                    local lhs = toks[start]
+                    local rhs = lua_expr(toks, eq + 1, k - 1)
+                    if eq ~= start + 1 or lhs.k ~= "path" or not rhs then return nil end
+                    local target, header = js_path({ root = lhs.root, keys = { unpack(lhs.keys) } })
+                    if header then
+                        lua = "req:set_header('" .. header .. "', " .. rhs .. ")"
+                    elseif target == "req.url" then
+                        lua = "req.url = " .. rhs
+                    else
+                        return nil
+                    end
+                else
+                    lua = lua_expr(toks, start, k - 1)
+                    if not lua then return nil end
+                end
+                stmts[#stmts + 1] = lua
+            end
+            start = k + 1
+        end
+    end
+    if #stmts == 0 then return nil end
+    return table.concat(stmts, "; ")
+end
+
+-- `lua: ...` as YAML, quoted so it can be pasted.
+local function yaml_lua(code)
+    if not find(code, '"', 1, true) then return 'lua: "' .. code .. '"' end
+    return "lua: '" .. gsub(code, "'", "''") .. "'"
+end
+
+-- The refusal for JavaScript: what to write instead.
+function _M.javascript_refusal(option, js, example)
+    local hint = _M.lua_hint(js)
+    local msg = option .. ": Express Gateway's JavaScript cannot run in tollgate; write Lua " ..
+        "with req in scope instead"
+    if hint then return msg .. ": " .. yaml_lua(hint) end
+    return msg .. ", for example " .. yaml_lua(example) ..
+        " (req.method, req.url, req:header(name), req.user, req.ip, req.id)"
+end
+
+defs.expression = {
+    schema = {
+        properties = {
+            lua = { type = "string",
+                description = "Lua expression with req in scope; holds unless nil or false" },
+            expression = { type = "string",
+                description = "Express Gateway's JavaScript: refused, with the Lua to write" },
+        },
+        check = function(c)
+            if c.expression ~= nil then
+                return nil, _M.javascript_refusal("expression", c.expression,
+                    "req:header('x-debug') == 'yes'")
+            end
+            if c.lua == nil then return nil, "lua: is required (a Lua expression with req in scope)" end
+            return true
+        end,
+    },
+    build = function(cfg, path)
+        local fn, err = template.compile_lua(cfg.lua, path .. ".lua")
+        if not fn then
+            -- the error of the code read as an expression, which it is meant to be
+            local _, experr = loadstring("return " .. cfg.lua, "=" .. path .. ".lua")
+            return nil, path .. ".lua: " .. (experr or err)
+        end
+        return function(req)
+            local v = fn(req)
+            return v ~= nil and v ~= false
+        end
+    end,
+}
+
 -- Registers a condition (name, schema, build(cfg, path) -> fn).
 function _M.register(name, def)
     defs[name] = def

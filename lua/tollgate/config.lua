@@ -173,7 +173,65 @@ local function parse_http(ctx, doc, section)
     elseif type(host) ~= "string" then
         return nil, ctx:error(section .. ".hostname: expected a string", v, "hostname")
     end
-    return { port = port, hostname = host }
+    local out = { port = port, hostname = host }
+    if section ~= "https" then
+        if not is_null(v.tls) or not is_null(v.options) then
+            return nil, ctx:error(section .. ": tls and options belong in the https section", v)
+        end
+        return out
+    end
+
+    -- https.tls: { <SNI pattern or "default">: { key, cert, ca } }, in config order
+    local tls = v.tls
+    if not is_map(tls) or next(tls) == nil then
+        return nil, ctx:error("https.tls: expected a mapping of host patterns (or default) to " ..
+            "{ key, cert }", v, "tls")
+    end
+    local dir = match(ctx.file, "^(.*)/[^/]*$") or "."
+    local function file(f)
+        if sub(f, 1, 1) == "/" then return f end
+        return dir .. "/" .. f
+    end
+    out.certs = {}
+    for _, pattern in ipairs(ctx:keys(tls)) do
+        local c = tls[pattern]
+        local cpath = "https.tls." .. pattern
+        if not is_map(c) then
+            return nil, ctx:error(cpath .. ": expected { key, cert, ca }", tls, pattern)
+        end
+        ok, err = check_keys(ctx, c, { key = true, cert = true, ca = true }, cpath)
+        if not ok then return nil, err end
+        for _, k in ipairs { "key", "cert" } do
+            if type(c[k]) ~= "string" then
+                return nil, ctx:error(cpath .. "." .. k .. ": expected a file path", c, k)
+            end
+        end
+        local cas = {}
+        for i, f in ipairs(list_of(c.ca)) do
+            if type(f) ~= "string" then
+                return nil, ctx:error(cpath .. ".ca[" .. i .. "]: expected a file path", c, "ca")
+            end
+            cas[i] = file(f)
+        end
+        out.certs[#out.certs + 1] = { pattern = pattern, key = file(c.key), cert = file(c.cert),
+            ca = cas, at = { c } }
+    end
+    local opts = v.options
+    if not is_null(opts) then
+        if not is_map(opts) then
+            return nil, ctx:error("https.options: expected a mapping", v, "options")
+        end
+        for _, k in ipairs(ctx:keys(opts)) do
+            if k ~= "requestCert" and k ~= "rejectUnauthorized" then
+                ctx:warn("https.options." .. k .. ": not used by tollgate", opts, k)
+            end
+        end
+        out.request_cert = opts.requestCert == true
+        -- Node's default: reject clients without a valid certificate when
+        -- one is requested
+        out.reject_unauthorized = out.request_cert and opts.rejectUnauthorized ~= false
+    end
+    return out
 end
 
 local ENDPOINT_KEYS = { host = true, hostRegex = true, paths = true, path = true,
@@ -395,10 +453,8 @@ function _M.compile(doc, ctx)
     local err
     model.http, err = parse_http(ctx, doc, "http")
     if err then return nil, err end
-    if not is_null(doc.https) then
-        ctx:warn("https: HTTPS listeners are not supported yet; this section is ignored", doc,
-            "https")
-    end
+    model.https, err = parse_http(ctx, doc, "https")
+    if err then return nil, err end
     if not is_null(doc.admin) then
         ctx:warn("admin: tollgate has no admin API; this section is ignored", doc, "admin")
     end

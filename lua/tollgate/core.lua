@@ -19,6 +19,8 @@ int tg_req_http_version(tg_req_t *r);
 const char *tg_req_client_ip(tg_req_t *r, size_t *len);
 const char *tg_req_id(tg_req_t *r, size_t *len);
 double tg_req_start_time(tg_req_t *r);
+const char *tg_req_scheme(tg_req_t *r);
+int tg_req_tls_verified(tg_req_t *r);
 const char *tg_hdr_get(tg_req_t *r, int which, const char *name, size_t len, size_t *vlen);
 int tg_hdr_edit(tg_req_t *r, int which, int op, const char *name, size_t len,
                 const char *value, size_t vlen);
@@ -38,7 +40,10 @@ int tg_req_set_body(tg_req_t *r, const char *p, size_t len);
 int tg_resp_read_body(tg_req_t *r);
 const char *tg_resp_body(tg_req_t *r, size_t *len);
 
-tg_peer_t *tg_peer_get(const char *host, size_t len, int port);
+typedef struct tg_tls_client tg_tls_client_t;
+tg_peer_t *tg_peer_get(const char *host, size_t len, int port, tg_tls_client_t *tls);
+tg_tls_client_t *tg_tls_client_get(int verify, const char *ca_file, const char *cert,
+                                   const char *key, char *err, size_t errlen);
 
 void tg_req_set_error(tg_req_t *r, const char *msg, size_t len);
 
@@ -125,9 +130,10 @@ local _M = {
     SYMBOLS = {
         "tg_req_method", "tg_req_method_name", "tg_req_target", "tg_req_path",
         "tg_req_query", "tg_req_host", "tg_req_http_version", "tg_req_client_ip",
-        "tg_req_id", "tg_req_start_time", "tg_hdr_get", "tg_hdr_edit", "tg_hdr_next",
+        "tg_req_id", "tg_req_start_time", "tg_req_scheme", "tg_req_tls_verified", "tg_hdr_get", "tg_hdr_edit", "tg_hdr_next",
         "tg_resp_status", "tg_resp_set_status", "tg_resp_set_body", "tg_req_set_route",
         "tg_req_proxy", "tg_req_proxy_error", "tg_req_sleep", "tg_peer_get", "tg_now",
+        "tg_tls_client_get",
         "tg_req_read_body", "tg_req_body", "tg_req_set_body", "tg_resp_read_body", "tg_resp_body",
         "tg_worker_id", "tg_log_line", "tg_req_set_error",
         "tg_jwt_key_new", "tg_jwt_key_free", "tg_jwt_key_algs", "tg_jwt_verify",

@@ -68,7 +68,7 @@ end
 -- Returns the generation, or nil and an error naming file, line and key.
 function _M.build(model)
     local ctx = model.ctx
-    local s, serr, sat = settings.parse(model.tollgate, model.http)
+    local s, serr, sat = settings.parse(model.tollgate, model.http, model.https)
     if not s then
         local tbl, key = model.tollgate_at[1], model.tollgate_at[2]
         if sat and sat[1] and type(sat[1]) == "table" and sat[1] ~= model.tollgate then
@@ -84,6 +84,12 @@ function _M.build(model)
     -- every file this config depends on: a change to any of them reloads
     local files = {}
     for _, f in ipairs(model.files or {}) do files[#files + 1] = f end
+    -- certificates: a renewed one reloads the config
+    for _, c in ipairs(model.https and model.https.certs or {}) do
+        files[#files + 1] = c.cert
+        files[#files + 1] = c.key
+        for _, f in ipairs(c.ca) do files[#files + 1] = f end
+    end
     for name, decl in pairs(model.policies) do
         local file = policies.find(name, dirs)
         if not file then
@@ -102,7 +108,8 @@ function _M.build(model)
     -- what policy constructors get: env.watch(path) adds a file they read
     -- (a key, a list) to the ones whose change reloads the config
     local env = { services = model.services, dir = model.dir, settings = s, file = model.file,
-        watch = function(path) files[#files + 1] = path end }
+        watch = function(path) files[#files + 1] = path end,
+        warn = function(msg) ctx:warn(msg) end }
     local pipelines = {}
     for _, ep in ipairs(model.endpoints) do ep.pipeline = nil end
     for _, pl in ipairs(model.pipelines) do

@@ -7,6 +7,8 @@
 --   req.query         raw query string, or nil
 --   req.host          Host header without the port, lower-cased, or nil
 --   req.ip            client address
+--   req.protocol      "http" or "https"
+--   req.tls_client_verified  the client presented a certificate that was verified
 --   req.id            request id (also sent upstream as eg-request-id)
 --   req.params        route parameters: [0] for "*", then :names in order
 --   req.endpoint      the matched apiEndpoint (name, host, paths, ...)
@@ -139,6 +141,8 @@ local lazy = {
         return (v - v % 10) / 10 + (v % 10) / 10
     end,
     ctx = function() return {} end,
+    protocol = function(self) return ffi_string(C.tg_req_scheme(self._r)) end,
+    tls_client_verified = function(self) return C.tg_req_tls_verified(self._r) ~= 0 end,
     response = function(self) return setmetatable({ _r = self._r }, Response) end,
 }
 

@@ -85,7 +85,7 @@ local LEVELS = { error = 0, warn = 1, info = 2, debug = 3 }
 
 -- Returns the settings table the C core reads (seconds, bytes), or nil,
 -- message, at.
-function _M.parse(section, http)
+function _M.parse(section, http, https)
     local conf, err, at = schema.validate(SCHEMA, section, "tollgate")
     if not conf then return nil, err, at end
     local client, cerr, cat = schema.validate(CLIENT, conf.client or {}, "tollgate.client")
@@ -116,7 +116,13 @@ function _M.parse(section, http)
 
     local listen = {}
     if http then
-        listen[1] = { host = http.hostname, port = http.port }
+        listen[#listen + 1] = { host = http.hostname, port = http.port }
+    end
+    local tls
+    if https then
+        listen[#listen + 1] = { host = https.hostname, port = https.port, tls = true }
+        tls = { certs = https.certs, request_cert = https.request_cert or false,
+            reject_unauthorized = https.reject_unauthorized or false }
     end
     return {
         workers = workers,
@@ -124,6 +130,7 @@ function _M.parse(section, http)
         access_log = conf.accessLog,
         log_level = LEVELS[conf.logLevel],
         shared_memory = shm,
+        tls = tls,
         watch = conf.watch,
         pid_file = conf.pidFile,
         shutdown_timeout = conf.shutdownTimeout / 1000,

@@ -101,7 +101,9 @@ local function getter(root, keys, text)
         elseif first == "hostname" then
             return function(req) return req.host and match(req.host, "^([^:]*)") end
         elseif first == "protocol" then
-            return function() return "http" end
+            return function(req) return req.protocol end
+        elseif first == "secure" then
+            return function(req) return req.protocol == "https" end
         end
     end
     return nil

@@ -217,7 +217,7 @@ end
 
 local TEST_PEER
 local function test_peer()
-    TEST_PEER = TEST_PEER or C.tg_peer_get("upstream.test", 13, 80)
+    TEST_PEER = TEST_PEER or C.tg_peer_get("upstream.test", 13, 80, nil)
     return TEST_PEER
 end
 
