@@ -255,11 +255,33 @@ describe("config", function()
       assert.equal(want, model.warnings[1]:sub(1, #want))
     end)
 
-    it("https is a warning", function()
+    it("an https section without certificates is an error naming the line", function()
       local model, err, path = unit.load("https:\n  port: 8443\n")
+      assert.is_nil(model)
+      assert.equal(path .. ":2: https.tls: expected a mapping of host patterns (or default) " ..
+        "to { key, cert }", err)
+    end)
+
+    it("https.tls entries keep their config order and resolve paths beside the config", function()
+      local model, err, path = unit.load(table.concat({
+        "https:",
+        "  port: 8443",
+        "  tls:",
+        "    'b.example.com': { key: b.key, cert: b.pem }",
+        "    '*.example.com': { key: /abs/w.key, cert: /abs/w.pem, ca: [ca.pem] }",
+        "    default: { key: d.key, cert: d.pem }",
+        "  options: { requestCert: true }",
+      }, "\n") .. "\n")
       assert.is_nil(err)
-      local want = path .. ":1: https: "
-      assert.equal(want, model.warnings[1]:sub(1, #want))
+      local dir = path:match("^(.*)/")
+      local certs = model.https.certs
+      assert.same({ "b.example.com", "*.example.com", "default" },
+        { certs[1].pattern, certs[2].pattern, certs[3].pattern })
+      assert.equal(dir .. "/b.key", certs[1].key)
+      assert.equal("/abs/w.pem", certs[2].cert)
+      assert.same({ dir .. "/ca.pem" }, certs[2].ca)
+      assert.is_true(model.https.request_cert)
+      assert.is_true(model.https.reject_unauthorized) -- Node's default when requesting
     end)
   end)
 
