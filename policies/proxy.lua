@@ -13,6 +13,9 @@
 --               xfwd: false            # add X-Forwarded-For/-Port/-Proto/-Host
 --               proxyTimeout: 30000    # ms of upstream inactivity (504 after)
 --
+-- WebSocket upgrades go through (ws: false stops them): the access phase
+-- runs on the handshake, then bytes are relayed both ways until either side
+-- closes (tollgate.client.tunnelTimeout of silence ends it).
 -- The upstream path is the service URL's path joined with the request URL
 -- (runs of "/" collapsed), as http-proxy does. The request id goes
 -- upstream as eg-request-id. A refused or reset upstream gives 502
@@ -25,7 +28,7 @@ local C = core.C
 local find, sub, gsub = string.find, string.sub, string.gsub
 local rawget = rawget
 
-local CHANGE_ORIGIN, XFWD = core.PROXY_CHANGE_ORIGIN, core.PROXY_XFWD
+local CHANGE_ORIGIN, XFWD, WS = core.PROXY_CHANGE_ORIGIN, core.PROXY_XFWD, core.PROXY_WS
 
 local OPTIONS = {
     serviceEndpoint = { type = "string", description = "name of the service endpoint" },
@@ -55,7 +58,8 @@ local OPTIONS = {
         description = "Express Gateway's proxyOptions.target: caFile, certFile, keyFile" },
     preserveHeaderKeyCase = { type = "boolean", default = false,
         description = "accepted for compatibility: header case is always preserved" },
-    ws = { type = "boolean", description = "WebSocket proxying (not available yet)" },
+    ws = { type = "boolean", default = true,
+        description = "let WebSocket upgrades through (the access phase runs on the handshake)" },
     -- Express Gateway options tollgate does not implement: refused when set
     followRedirects = { type = "boolean", default = false, description = "not supported" },
     toProxy = { type = "boolean", default = false, description = "not supported" },
@@ -143,9 +147,6 @@ local function new(conf, env)
             return nil, k .. ": not supported by tollgate"
         end
     end
-    if conf.ws then
-        return nil, "ws: WebSocket proxying is not supported yet"
-    end
 
     local function path_of(f)
         if f == nil then return nil end
@@ -178,7 +179,8 @@ local function new(conf, env)
         next = 0,
         strip = conf.stripPath,
         ignore = conf.ignorePath,
-        flags = (conf.changeOrigin and CHANGE_ORIGIN or 0) + (conf.xfwd and XFWD or 0),
+        flags = (conf.changeOrigin and CHANGE_ORIGIN or 0) + (conf.xfwd and XFWD or 0) +
+            (conf.ws and WS or 0),
         timeout = conf.proxyTimeout and conf.proxyTimeout / 1000 or 0,
         headers = conf.headers,
     }

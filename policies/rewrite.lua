@@ -35,10 +35,13 @@
 --             (301, 302, 303, 307, 308...) or true (302): the client is
 --             redirected there, with Express's body ("Found. Redirecting to
 --             /x" as text, or HTML when the client prefers it) and Vary: Accept.
--- Values captured by pathmatch are put in as they were in the URL; the rest of
--- `rewrite` is used as written (the plugin percent-decodes the whole result,
--- so %2F in `rewrite` would become "/" there). With proxy, leave stripPath
--- off: it forwards what the route's "*" matched, before any rewrite.
+-- In a pathmatch rewrite, `rewrite` is an Express path too: a ? right after a
+-- :name makes that value optional, so a literal query is written with \?
+-- ('/posts/:id\?full=1' in single quotes). Values captured by pathmatch are
+-- put in as they were in the URL; the rest of `rewrite` is used as written
+-- (the plugin percent-decodes the whole result, so %2F in `rewrite` would
+-- become "/" there). With proxy, leave stripPath off: it forwards what the
+-- route's "*" matched, before any rewrite.
 
 local ffi = require "ffi"
 local conditions = require "tollgate.conditions"

@@ -23,9 +23,10 @@
 #define LINGER_TIMEOUT 2.0       /* reading leftovers before closing after an error */
 #define DISCARD_MAX (64 * 1024)  /* unread body we read and drop to keep the connection */
 
-enum { T_NONE, T_FIRST, T_IDLE, T_HEAD, T_BODY, T_SEND, T_LINGER };
+enum { T_NONE, T_FIRST, T_IDLE, T_HEAD, T_BODY, T_SEND, T_LINGER, T_TUNNEL };
 
 static void conn_process(tg_conn_t *c);
+static void tunnel_read(tg_conn_t *c);
 static void conn_close(tg_conn_t *c, const char *why);
 static void finish_request(tg_conn_t *c);
 
@@ -42,6 +43,8 @@ static int want_read(tg_conn_t *c)
     switch (c->state) {
     case TG_CONN_HANDSHAKE:
         return 0; /* events come from the handshake's wants (tg_conn_update) */
+    case TG_CONN_TUNNEL:
+        return r->proxy.wbuf.len - r->proxy.wbuf.pos < TG_WBUF_HIGH;
     case TG_CONN_IDLE:
     case TG_CONN_HEAD:
     case TG_CONN_CLOSING:
@@ -71,6 +74,7 @@ static void set_timer(tg_conn_t *c, int kind)
     case T_BODY: t = s->body_timeout; break;
     case T_SEND: t = s->send_timeout; break;
     case T_LINGER: t = LINGER_TIMEOUT; break;
+    case T_TUNNEL: t = s->tunnel_timeout; break;
     }
     if (t > 0) {
         c->timer.repeat = t;
@@ -109,7 +113,9 @@ void tg_conn_update(tg_conn_t *c)
 
     /* The timer follows the wait the client is responsible for. The head
      * timer is not re-armed by reads: it bounds the whole head. */
-    if (c->want_write)
+    if (c->state == TG_CONN_TUNNEL)
+        set_timer(c, T_TUNNEL); /* re-armed by traffic either way */
+    else if (c->want_write)
         set_timer(c, T_SEND);
     else if (c->state == TG_CONN_HANDSHAKE)
         set_timer(c, T_FIRST);
@@ -199,6 +205,71 @@ void tg_conn_accept(struct ev_loop *loop, ev_io *w, int revents)
 
 /* ---- reading ----------------------------------------------------------------- */
 
+/* ---- WebSocket tunnel ------------------------------------------------------ */
+
+static void tunnel_read(tg_conn_t *c)
+{
+    tg_req_t *r = &c->req;
+    char buf[TG_BUF_SIZE];
+    ssize_t n = tg_sock_recv(&c->sock, buf, sizeof(buf));
+    c->rd_needs_write = n < 0 && errno == EAGAIN && c->sock.want_write;
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        /* The client is gone: what it sent is on its way; end the tunnel. */
+        tg_proxy_flush(r);
+        conn_close(c, NULL);
+        return;
+    }
+    tg_buf_append(&r->proxy.wbuf, buf, (size_t) n);
+    ev_timer_again(tg_worker.loop, &c->timer);
+    tg_proxy_flush(r);
+    if (!c->closed)
+        tg_conn_update(c);
+}
+
+/* The upstream answered 101: from now on bytes go both ways as they are. */
+static void tunnel_start(tg_conn_t *c)
+{
+    tg_req_t *r = &c->req;
+    tg_proxy_t *p = &r->proxy;
+
+    c->state = TG_CONN_TUNNEL;
+    p->state = TG_PROXY_TUNNEL;
+    c->timer_kind = T_NONE;
+    /* what either side sent right behind its head */
+    if (c->rbuf.len > c->rbuf.pos)
+        tg_buf_append(&p->wbuf, c->rbuf.data + c->rbuf.pos, c->rbuf.len - c->rbuf.pos);
+    c->rbuf.pos = c->rbuf.len;
+    if (p->rbuf.len > p->rbuf.pos)
+        tg_buf_append(&c->wbuf, p->rbuf.data + p->rbuf.pos, p->rbuf.len - p->rbuf.pos);
+    p->rbuf.pos = p->rbuf.len;
+    tg_proxy_flush(r);
+    if (!c->closed)
+        tg_conn_output(c);
+}
+
+void tg_conn_tunnel_data(tg_req_t *r)
+{
+    tg_conn_t *c = r->conn;
+    tg_proxy_t *p = &r->proxy;
+    tg_buf_append(&c->wbuf, p->rbuf.data + p->rbuf.pos, p->rbuf.len - p->rbuf.pos);
+    tg_buf_reset(&p->rbuf);
+    ev_timer_again(tg_worker.loop, &c->timer);
+    tg_conn_output(c);
+}
+
+void tg_conn_tunnel_end(tg_req_t *r)
+{
+    tg_conn_t *c = r->conn;
+    /* the upstream closed: the client gets what is queued, then the close */
+    c->close_after = 1;
+    if (c->wbuf.len == c->wbuf.pos)
+        conn_close(c, NULL);
+    else
+        tg_conn_update(c);
+}
+
 static void conn_read(tg_conn_t *c)
 {
     tg_buf_t *b = &c->rbuf;
@@ -209,6 +280,10 @@ static void conn_read(tg_conn_t *c)
         ssize_t n = tg_sock_recv(&c->sock, sink, sizeof(sink));
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
             conn_close(c, NULL);
+        return;
+    }
+    if (c->state == TG_CONN_TUNNEL) {
+        tunnel_read(c);
         return;
     }
     tg_buf_reserve(b, b->data ? 0 : TG_BUF_SIZE);
@@ -429,6 +504,17 @@ void tg_conn_output(tg_conn_t *c)
     }
     c->want_write = 0;
     tg_buf_reset(b);
+    if (c->state == TG_CONN_TUNNEL) {
+        if (c->close_after) {
+            conn_close(c, NULL);
+            return;
+        }
+        if (progress)
+            tg_proxy_resume_read(r); /* the upstream may send more now */
+        if (!c->closed)
+            tg_conn_update(c);
+        return;
+    }
     if (c->state != TG_CONN_ACTIVE) {
         tg_conn_update(c);
         return;
@@ -489,6 +575,10 @@ void tg_conn_send_head(tg_req_t *r)
         if (!r->proxy.body_done)
             tg_proxy_finish(r); /* its unread rest makes the connection unusable */
         tg_conn_output(c);
+        return;
+    }
+    if (r->proxy.upgraded) {
+        tunnel_start(c);
         return;
     }
     /* Stream the upstream body (some of it may be buffered already). */
@@ -634,7 +724,10 @@ static void conn_close(tg_conn_t *c, const char *why)
 
     if (c->closed)
         return;
-    if (c->state == TG_CONN_ACTIVE) {
+    if (c->state == TG_CONN_TUNNEL) {
+        tg_access_log(r); /* a WebSocket is logged when it ends: 101, bytes to the client */
+        tg_proxy_finish(r);
+    } else if (c->state == TG_CONN_ACTIVE) {
         if (why)
             tg_log_info("request %s: %s", r->id, why);
         if (r->lua != TG_LUA_NONE)

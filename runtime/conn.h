@@ -19,6 +19,7 @@ enum tg_conn_state {
     TG_CONN_HEAD,     /* reading a request head */
     TG_CONN_ACTIVE,   /* a request is being served (Lua, upstream, response) */
     TG_CONN_CLOSING,  /* flushing the last response, then close */
+    TG_CONN_TUNNEL,   /* a WebSocket: bytes relayed with the upstream until one side closes */
 };
 
 struct tg_conn {
@@ -66,6 +67,8 @@ int tg_conn_local_port(tg_conn_t *c);
 /* "https" on a TLS connection, "http" otherwise. */
 const char *tg_conn_scheme(tg_conn_t *c);       /* true while the client is not draining */
 void tg_conn_feed_body(tg_conn_t *c);      /* parse buffered request body bytes (for the upstream) */
+void tg_conn_tunnel_data(tg_req_t *r);     /* the upstream sent tunnel bytes (in proxy.rbuf) */
+void tg_conn_tunnel_end(tg_req_t *r);      /* the upstream side of the tunnel closed */
 
 /* Shutdown and housekeeping for the worker. */
 void tg_conns_close_idle(void);

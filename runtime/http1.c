@@ -24,6 +24,9 @@ enum { H_NONE, H_FIELD, H_VALUE };
 static int head_error;      /* status a callback wants the client to get */
 static const char *error_reason;
 
+static const tg_header_t *find(const tg_headers_t *hs, const char *base, const char *lname,
+                               size_t len);
+
 /* ---- small writers ---------------------------------------------------- */
 
 static inline void put(tg_buf_t *b, const char *p, size_t n)
@@ -394,6 +397,13 @@ static int head_complete(tg_conn_t *c)
         error_reason = "CONNECT is not supported";
         return 405;
     }
+    if (c->parser.upgrade && r->method == HTTP_GET) {
+        /* A WebSocket upgrade (other protocols, such as h2c, are ignored:
+         * the request is served as plain HTTP/1.1). */
+        const tg_header_t *up = find(&r->headers, base, "upgrade", 7);
+        r->upgrade = up && memmem(base + up->value, up->value_len, "ebsocket", 8) &&
+                     r->http_major == 1 && r->http_minor >= 1;
+    }
     if (r->chunked && r->http_major == 1 && r->http_minor == 0) {
         error_reason = "chunked request body from an HTTP/1.0 client";
         return 400;
@@ -500,6 +510,8 @@ static int resp_on_headers_complete(http_parser *p)
     tg_req_t *r = p->data;
     tg_proxy_t *px = &r->proxy;
 
+    if (p->status_code == 101 && !(r->upgrade && (px->flags & TG_PROXY_WS)))
+        return -1; /* switching protocols nobody asked for: an invalid response */
     if (p->status_code / 100 == 1 && p->status_code != 101) {
         /* Interim response (100 Continue, 103...): dropped; the final
          * response follows on the same connection. */
@@ -511,7 +523,9 @@ static int resp_on_headers_complete(http_parser *p)
     r->status = p->status_code;
     px->resp_length = (p->flags & F_CONTENTLENGTH) && !(p->flags & F_CHUNKED)
                           ? p->content_length : UINT64_MAX;
-    px->skip_body = r->head_request || p->status_code == 204 || p->status_code == 304;
+    px->upgraded = p->status_code == 101;
+    px->skip_body = r->head_request || p->status_code == 204 || p->status_code == 304 ||
+                    px->upgraded;
     px->head_done = 1;
     http_parser_pause(p, 1);
     return px->skip_body ? 1 : 0;
@@ -753,6 +767,11 @@ void tg_http1_request_head(tg_req_t *r, tg_buf_t *out)
     }
     if (px->flags & TG_PROXY_XFWD)
         put_xfwd(out, r, base);
+    if (r->upgrade && (px->flags & TG_PROXY_WS)) {
+        const tg_header_t *u = find(&r->headers, base, "upgrade", 7);
+        tg_buf_append_str(out, "Connection: upgrade\r\n");
+        put_header(out, "Upgrade", 7, base + u->value, u->value_len);
+    }
     if (!edits_have(&r->edits, REQUEST_ID_HEADER, sizeof(REQUEST_ID_HEADER) - 1))
         put_header(out, REQUEST_ID_HEADER, sizeof(REQUEST_ID_HEADER) - 1, r->id, strlen(r->id));
 
@@ -811,6 +830,12 @@ void tg_http1_response_head(tg_req_t *r, tg_buf_t *out)
             put_u64(out, r->body_len);
             tg_buf_append(out, "\r\n", 2);
         }
+    } else if (px->upgraded) {
+        const tg_header_t *u = find(&px->headers, px->rbuf.data, "upgrade", 7);
+        tg_buf_append_str(out, "Connection: upgrade\r\n");
+        if (u)
+            put_header(out, "Upgrade", 7, px->rbuf.data + u->value, u->value_len);
+        has_date = 1;
     } else if (px->skip_body) {
         const tg_header_t *cl = find(&px->headers, px->rbuf.data, "content-length", 14);
         if (cl && r->head_request)
@@ -831,7 +856,9 @@ void tg_http1_response_head(tg_req_t *r, tg_buf_t *out)
         tg_buf_append(out, tg_http_date(), 29);
         tg_buf_append(out, "\r\n", 2);
     }
-    if (c->close_after)
+    if (px->upgraded && !r->local)
+        ; /* Connection: upgrade above */
+    else if (c->close_after)
         tg_buf_append(out, "Connection: close\r\n", 19);
     else if (r->http_minor == 0)
         tg_buf_append(out, "Connection: keep-alive\r\n", 24);

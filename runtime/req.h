@@ -69,6 +69,7 @@ enum tg_lua_state {
 /* Flags for tg_req_proxy(). */
 #define TG_PROXY_CHANGE_ORIGIN 0x1 /* Host becomes the upstream's */
 #define TG_PROXY_XFWD          0x2 /* add X-Forwarded-For/-Proto/-Host/-Port */
+#define TG_PROXY_WS            0x4 /* a WebSocket upgrade may go through (a tunnel) */
 
 /* Upstream exchange states, in order. */
 enum tg_proxy_state {
@@ -79,6 +80,7 @@ enum tg_proxy_state {
     TG_PROXY_SEND,        /* sending the head and streaming the body; reading the response head */
     TG_PROXY_BODY,        /* response head handed to Lua/client; streaming the response body */
     TG_PROXY_DONE,        /* response complete (upstream connection released) */
+    TG_PROXY_TUNNEL,      /* after 101: bytes relayed both ways (WebSocket) */
 };
 
 /* Why an upstream exchange failed: the status the client gets. */
@@ -111,6 +113,7 @@ typedef struct tg_proxy {
     unsigned resp_close_delimited:1; /* no length: the client connection closes at the end */
     unsigned skip_body:1;       /* HEAD request or 1xx/204/304: no body */
     unsigned interim:1;         /* parsing a 1xx interim response, which is dropped */
+    unsigned upgraded:1;        /* the upstream switched protocols (101): a tunnel follows */
     unsigned eof:1;             /* the upstream closed its side */
     unsigned in_flush:1;        /* guards tg_proxy_flush() against re-entry */
     uint8_t hstate;             /* header parse state (http1.c) */
@@ -142,6 +145,7 @@ struct tg_req {
     unsigned resp_done:1;       /* whole response queued to the client */
     unsigned local:1;           /* the response was made by the gateway, not an upstream */
     unsigned head_request:1;
+    unsigned upgrade:1;         /* a WebSocket upgrade request (GET, Upgrade: websocket) */
     unsigned log_pending:1;     /* a log phase waits for the end of the response */
     unsigned parsed:1;          /* the head was parsed (the log can trust its fields) */
     unsigned buffer_body:1;     /* the request body is collected in body_buf (Lua read it) */

@@ -14,6 +14,7 @@ void tg_settings_defaults(tg_settings_t *s)
     s->body_timeout = 60;
     s->keepalive_timeout = 60;
     s->send_timeout = 60;
+    s->tunnel_timeout = 300;
     s->shutdown_timeout = 10;
     s->max_head_size = 32768;
     s->max_body_size = 0;

@@ -28,6 +28,7 @@ typedef struct tg_settings {
     double body_timeout;         /* between two reads of a request body */
     double keepalive_timeout;    /* idle keep-alive connection */
     double send_timeout;         /* between two writes that make progress */
+    double tunnel_timeout;       /* a WebSocket tunnel with no traffic either way */
     double shutdown_timeout;     /* graceful stop: in-flight requests get this long */
     size_t max_head_size;        /* request line + headers; larger gets 431 */
     uint64_t max_body_size;      /* 0 means no limit; larger gets 413 */

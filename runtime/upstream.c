@@ -479,6 +479,11 @@ void tg_proxy_flush(tg_req_t *r)
         } else if (n < 0 && errno == EAGAIN) {
             break;
         } else {
+            if (p->state == TG_PROXY_TUNNEL) {
+                release(r, 0);
+                tg_conn_tunnel_end(r);
+                return;
+            }
             int reused = uc->reused;
             if (!retry(r, reused))
                 fail(r, 502, "upstream connection failed while sending the request");
@@ -518,6 +523,14 @@ static void up_update(tg_req_t *r)
         ev = EV_WRITE;
     } else if (p->state == TG_PROXY_HANDSHAKE) {
         ev = uc->sock.want_write ? EV_WRITE : EV_READ;
+    } else if (p->state == TG_PROXY_TUNNEL) {
+        if (uc->want_write)
+            ev |= uc->wr_needs_read ? EV_READ : EV_WRITE;
+        if (!p->eof && !tg_conn_wbuf_full(r->conn)) {
+            ev |= uc->rd_needs_write ? EV_WRITE : EV_READ;
+            if (tg_sock_pending(&uc->sock))
+                ev_feed_event(tg_worker.loop, &uc->io, EV_READ);
+        }
     } else {
         if (uc->want_write)
             ev |= uc->wr_needs_read ? EV_READ : EV_WRITE;
@@ -537,6 +550,10 @@ static void up_update(tg_req_t *r)
     }
     if (p->state == TG_PROXY_CONNECT || p->state == TG_PROXY_HANDSHAKE)
         return; /* the connect timer runs from connect_upstream() */
+    if (p->state == TG_PROXY_TUNNEL) {
+        ev_timer_stop(tg_worker.loop, &uc->timer); /* the client's tunnel timer rules */
+        return;
+    }
     if (ev) {
         if (!ev_is_active(&uc->timer)) {
             uc->timer.repeat = p->timeout > 0 ? p->timeout
@@ -558,6 +575,10 @@ void tg_proxy_resume_read(tg_req_t *r)
 
     size_t queued = c->wbuf.len;
 
+    if (p->state == TG_PROXY_TUNNEL) {
+        up_update(r);
+        return;
+    }
     if (p->state != TG_PROXY_BODY)
         return;
     while (!p->body_done && b->pos < b->len && !tg_conn_wbuf_full(c)) {
@@ -603,11 +624,42 @@ void tg_proxy_resume_read(tg_req_t *r)
     tg_conn_output(c);
 }
 
+static void tunnel_read(tg_req_t *r)
+{
+    tg_proxy_t *p = &r->proxy;
+    tg_upconn_t *uc = p->uc;
+    tg_buf_t *b = &p->rbuf;
+
+    tg_buf_reset(b);
+    tg_buf_reserve(b, TG_BUF_SIZE);
+    ssize_t n = tg_sock_recv(&uc->sock, b->data, b->cap);
+    uc->rd_needs_write = n < 0 && errno == EAGAIN && uc->sock.want_write;
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        up_update(r);
+        return;
+    }
+    if (n <= 0) {
+        p->eof = 1;
+        release(r, 0);
+        tg_conn_tunnel_end(r);
+        return;
+    }
+    b->len = (size_t) n;
+    tg_conn_tunnel_data(r);
+    if (p->uc == uc)
+        up_update(r);
+}
+
 static void up_read(tg_req_t *r)
 {
     tg_proxy_t *p = &r->proxy;
     tg_upconn_t *uc = p->uc;
     tg_buf_t *b = &p->rbuf;
+
+    if (p->state == TG_PROXY_TUNNEL) {
+        tunnel_read(r);
+        return;
+    }
 
     if (b->data == NULL)
         tg_buf_reserve(b, TG_BUF_SIZE);

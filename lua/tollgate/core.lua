@@ -113,6 +113,7 @@ local _M = {
     -- tg_req_proxy() flags
     PROXY_CHANGE_ORIGIN = 1,
     PROXY_XFWD = 2,
+    PROXY_WS = 4,
 
     -- return codes
     OK = 0,

@@ -17,6 +17,7 @@
 --       bodyTimeout: 60000     # ms between two reads of a request body (408)
 --       keepaliveTimeout: 60000  # ms an idle keep-alive connection stays open
 --       sendTimeout: 60000     # ms a client may stall reading a response
+--       tunnelTimeout: 300000  # ms a WebSocket may stay silent both ways
 --       maxHeadSize: 32768     # bytes of request line + headers (431 above)
 --       maxBodySize: 0         # bytes of request body, 0 = no limit (413 above)
 --       maxBufferedBody: 8388608  # bytes of a body a policy reads whole (413 / 502 above)
@@ -42,6 +43,7 @@ local CLIENT = { properties = {
     bodyTimeout = ms(60000, "ms between two reads of a request body"),
     keepaliveTimeout = ms(60000, "ms an idle keep-alive connection is kept"),
     sendTimeout = ms(60000, "ms a client may stall reading a response"),
+    tunnelTimeout = ms(300000, "ms a WebSocket may stay silent in both directions"),
     maxHeadSize = { type = "integer", minimum = 1024, maximum = 1048576, default = 32768,
         description = "bytes of request line and headers" },
     maxBodySize = { type = "number", minimum = 0, default = 0,
@@ -139,6 +141,7 @@ function _M.parse(section, http, https)
         body_timeout = client.bodyTimeout / 1000,
         keepalive_timeout = client.keepaliveTimeout / 1000,
         send_timeout = client.sendTimeout / 1000,
+        tunnel_timeout = client.tunnelTimeout / 1000,
         max_head_size = client.maxHeadSize,
         max_body_size = client.maxBodySize,
         max_buffered_body = client.maxBufferedBody,

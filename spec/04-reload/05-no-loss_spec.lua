@@ -20,10 +20,11 @@ describe("reloads under load", function()
   end)
 
   -- reload i changes the header when i is even, the terminate message when odd
-  local function cfg(i)
+  local function cfg(i, tollgate)
     local value = "v" .. (i - i % 2)
     local message = "m" .. (i - (i + 1) % 2)
     return H.config{
+      tollgate = tollgate,
       services = { backend = "http://127.0.0.1:" .. up.port },
       steps = {
         "      - terminate:",
@@ -36,7 +37,8 @@ describe("reloads under load", function()
   end
 
   local function run(trigger)
-    local r = H.start{ config = cfg(0), files = { ["policies/hdr.lua"] = H.hdr_policy() } }
+    local tg = trigger == "HUP" and { "watch: false" } or nil
+    local r = H.start{ config = cfg(0, tg), files = { ["policies/hdr.lua"] = H.hdr_policy() } }
     finally(function() r:cleanup() end)
     local load = H.load(r.g.port, { keepalive = 4, fresh = 2 })
     finally(function() load.kill() end)
@@ -44,7 +46,7 @@ describe("reloads under load", function()
 
     for i = 1, 20 do
       local before = load.responses()
-      r:write(cfg(i))
+      r:write(cfg(i, tg))
       if trigger == "HUP" then assert(r.g:signal("HUP")) end
       r:wait_reload(10)
       -- the load goes on between reloads (so every reload happens under it)

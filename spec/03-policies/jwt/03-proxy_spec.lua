@@ -165,10 +165,9 @@ describe("jwt policy (integration)", function()
       local res = assert(g:get(marker .. "/" .. i, c.headers))
       assert.equal(c.status or 401, res.status)
     end
-    local lines = log_lines(g, 1)
     local seen = {}
     process.wait_for(function()
-      lines = log_lines(g, 1)
+      local lines = log_lines(g, 1)
       seen = {}
       for _, l in ipairs(lines) do
         local i = l.path and tonumber(l.path:match("^" .. marker:gsub("%-", "%%-") .. "/(%d+)$"))
