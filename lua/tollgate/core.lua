@@ -131,7 +131,8 @@ local _M = {
     SYMBOLS = {
         "tg_req_method", "tg_req_method_name", "tg_req_target", "tg_req_path",
         "tg_req_query", "tg_req_host", "tg_req_http_version", "tg_req_client_ip",
-        "tg_req_id", "tg_req_start_time", "tg_req_scheme", "tg_req_tls_verified", "tg_hdr_get", "tg_hdr_edit", "tg_hdr_next",
+        "tg_req_id", "tg_req_start_time", "tg_req_scheme", "tg_req_tls_verified",
+        "tg_hdr_get", "tg_hdr_edit", "tg_hdr_next",
         "tg_resp_status", "tg_resp_set_status", "tg_resp_set_body", "tg_req_set_route",
         "tg_req_proxy", "tg_req_proxy_error", "tg_req_sleep", "tg_peer_get", "tg_now",
         "tg_tls_client_get",
