@@ -7,8 +7,8 @@
 #   make run                          builds, then runs this script
 #   ./examples/coffee-shop/run.sh     from any directory, after `make`
 #
-# Ports (all on 127.0.0.1): GATEWAY_PORT (8080), CUSTOMERS_PORT (8081),
-# ORDERS_PORT (8082).  TOLLGATE_BIN overrides build/tollgate, LUAJIT luajit.
+# Ports (all on 127.0.0.1): GATEWAY_PORT (8080), GATEWAY_TLS_PORT (8443),
+# CUSTOMERS_PORT (8081), ORDERS_PORT (8082).  TOLLGATE_BIN overrides build/tollgate, LUAJIT luajit.
 # Output: the gateway's log on stderr, its access log (one JSON line per
 # request) on stdout, one line per request from the services on stderr.
 set -u
@@ -17,6 +17,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root" || exit 1
 
 export GATEWAY_PORT=${GATEWAY_PORT:-8080}
+export GATEWAY_TLS_PORT=${GATEWAY_TLS_PORT:-8443}
 customers_port=${CUSTOMERS_PORT:-8081}
 orders_port=${ORDERS_PORT:-8082}
 # gateway.config.yml reads these (see its serviceEndpoints)
@@ -85,15 +86,15 @@ wait_listening() {
 
 [ -x "$tollgate" ] || die "$tollgate not found: run 'make' first (or 'make run')"
 command -v "$luajit" >/dev/null || die "$luajit not found: run 'make deps'"
-if [ "$GATEWAY_PORT" = "$customers_port" ] || [ "$GATEWAY_PORT" = "$orders_port" ] ||
-   [ "$customers_port" = "$orders_port" ]; then
-  die "GATEWAY_PORT, CUSTOMERS_PORT and ORDERS_PORT must differ"
+if [ "$(printf '%s\n' "$GATEWAY_PORT" "$GATEWAY_TLS_PORT" "$customers_port" "$orders_port" |
+      sort -u | wc -l)" != 4 ]; then
+  die "GATEWAY_PORT, GATEWAY_TLS_PORT, CUSTOMERS_PORT and ORDERS_PORT must differ"
 fi
-for port in "$GATEWAY_PORT" "$customers_port" "$orders_port"; do
+for port in "$GATEWAY_PORT" "$GATEWAY_TLS_PORT" "$customers_port" "$orders_port"; do
   if port_open "$port"; then
     die "port $port is busy: something already listens on 127.0.0.1:$port.
 Stop it, or choose other ports, e.g.
-  GATEWAY_PORT=9080 CUSTOMERS_PORT=9081 ORDERS_PORT=9082 $0"
+  GATEWAY_PORT=9080 GATEWAY_TLS_PORT=9443 CUSTOMERS_PORT=9081 ORDERS_PORT=9082 $0"
   fi
 done
 
@@ -111,13 +112,14 @@ pids+=("$gateway_pid")
 wait_listening "customers service" "$services_pid" "$customers_port"
 wait_listening "orders service" "$services_pid" "$orders_port"
 wait_listening "gateway" "$gateway_pid" "$GATEWAY_PORT"
+wait_listening "gateway (https)" "$gateway_pid" "$GATEWAY_TLS_PORT"
 
 gw=http://127.0.0.1:$GATEWAY_PORT
 token=$("$root/examples/coffee-shop/mint-token.sh" coffee-lover) || die "could not mint a token (openssl?)"
 cat <<EOF
 
 The coffee shop is open.
-  gateway            $gw   (tollgate, pid $gateway_pid)
+  gateway            $gw   and https://127.0.0.1:$GATEWAY_TLS_PORT   (tollgate, pid $gateway_pid)
   customers service  $CUSTOMERS_URL   (services.lua, pid $services_pid)
   orders service     $ORDERS_URL   (services.lua, pid $services_pid)
 
@@ -136,6 +138,9 @@ Try, from another terminal:
        -H 'Host: orders.company.com' -H "Authorization: Bearer \$TOKEN" $gw/orders; done; echo
                                                    # 200 ... then 429: 10 per 10 s per client
   curl -i -H 'Host: coffee.company.com' $gw/customers      # 404: no apiEndpoint for that host
+  curl --cacert examples/coffee-shop/keys/demo-tls.pem -H "Authorization: Bearer \$TOKEN" \\
+       --resolve customers.company.com:$GATEWAY_TLS_PORT:127.0.0.1 \\
+       https://customers.company.com:$GATEWAY_TLS_PORT/customers     # the same over HTTPS
 
 Each answer's "requestId" is the eg-request-id the gateway sent; the access
 log line below has it as "id" (and "error" says why a request was refused).

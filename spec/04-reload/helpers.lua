@@ -208,12 +208,18 @@ function R:wait_reload(timeout)
       error("the gateway exited; it printed:\n" .. process.tail(self:stderr()), 0)
     end
     local text = self:stderr()
+    local from = self.scan_from or 1
+    local last = from
     for i, pid in ipairs(self.workers) do
-      local ms = text:match("worker " .. pid .. ": configuration reloaded %(generation " ..
-        self.gen .. "%) in ([%d%.]+) ms\n")
+      local key = "worker " .. pid .. ": configuration reloaded (generation " .. self.gen .. ") in "
+      local _, e = text:find(key, from, true)
+      local ms = e and text:match("^([%d%.]+) ms\n", e + 1)
       if not ms then return nil, "worker " .. pid .. " not yet" end
       times[i] = tonumber(ms)
+      if e > last then last = e end
     end
+    -- later generations are logged after this one: search from here next time
+    self.scan_from = text:find("\n", last, true) or last
     return true
   end, timeout or 5, "every worker to log 'configuration reloaded (generation " .. self.gen .. ")'")
   return times

@@ -20,6 +20,8 @@ local function example_files()
   return {
     ["system.config.yml"] = assert(process.read_file(EXAMPLE .. "/system.config.yml")),
     ["keys/demo-public.pem"] = assert(process.read_file(EXAMPLE .. "/keys/demo-public.pem")),
+    ["keys/demo-tls.pem"] = assert(process.read_file(EXAMPLE .. "/keys/demo-tls.pem")),
+    ["keys/demo-tls.key"] = assert(process.read_file(EXAMPLE .. "/keys/demo-tls.key")),
   }
 end
 
@@ -59,7 +61,8 @@ describe("coffee-shop example", function()
     g = gateway.start{
       config = assert(process.read_file(EXAMPLE .. "/gateway.config.yml")),
       files = example_files(),
-      env = { GATEWAY_PORT = "0", CUSTOMERS_URL = urls.customers, ORDERS_URL = urls.orders },
+      env = { GATEWAY_PORT = "0", GATEWAY_TLS_PORT = "0", CUSTOMERS_URL = urls.customers,
+              ORDERS_URL = urls.orders },
     }
     -- every request below carries the token unless it says otherwise
     local get = g.get
@@ -205,5 +208,16 @@ it("refuses a request without a token: 401 with WWW-Authenticate", function()
     assert.is_table(seen_429, "no 429 after 22 requests")
     assert.equal("0", seen_429.headers["x-ratelimit-remaining"])
     assert.is_string(seen_429.headers["retry-after"])
+  end)
+it("serves the same APIs over HTTPS with the demo certificate", function()
+    local tls_port = g:wait_log("listening on https://127%.0%.0%.1:(%d+)")
+    local code, out = process.run{ cmd = { "curl", "-sS", "--cacert", EXAMPLE .. "/keys/demo-tls.pem",
+      "-H", "Authorization: Bearer " .. TOKEN,
+      "--resolve", "customers.company.com:" .. tls_port .. ":127.0.0.1",
+      "https://customers.company.com:" .. tls_port .. "/customers/1" } }
+    assert.equal(0, code, out)
+    local body = cjson.decode(out)
+    assert.equal("customers", body.service)
+    assert.equal("Ada Lovelace", body.customer.name)
   end)
 end)
