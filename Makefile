@@ -25,7 +25,7 @@ PREFIX  ?= /usr/local
 DATADIR ?= $(PREFIX)/share/tollgate
 
 DEPS = build-essential pkg-config libluajit2-5.1-dev luajit2 libev-dev libhttp-parser-dev \
-       libssl-dev libjwt-dev libyaml-dev lua-busted lua-cjson lua-socket lua-check \
+       libssl-dev libjwt-dev libyaml-dev lua-busted lua-cjson lua-socket lua-sec lua-check \
        wrk nginx curl libpcre2-8-0
 
 # Only for `make bench`: the OpenResty-style comparison (nginx + Lua).

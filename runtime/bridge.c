@@ -24,6 +24,7 @@
 
 #include "bridge.h"
 #include "conn.h"
+#include "task.h"
 #include "worker.h"
 #include "yamlcfg.h"
 
@@ -50,6 +51,7 @@ struct tg_gen {
 
 static tg_gen_t *current;
 static tg_gen_t *retired;
+static tg_gen_t *loading;        /* while its config loads (constructors may start timers) */
 static unsigned gen_ids;
 static int main_ref = LUA_NOREF; /* set by tg_lua_load_config(serve) */
 static char errbuf[4096];
@@ -288,6 +290,7 @@ failed:
 
 static void gen_free(tg_gen_t *g)
 {
+    tg_timers_free_gen(g);
     lua_close(g->L);
     free(g->slots);
     free(g->freelist);
@@ -298,25 +301,34 @@ int tg_lua_generation_load(const char *path, tg_settings_t *s, const char **err)
 {
     lua_State *L = tg_lua_new();
     tg_settings_t loaded;
+    tg_gen_t *g = tg_calloc(1, sizeof(*g));
 
+    g->L = L;
     tg_settings_defaults(&loaded);
     main_ref = LUA_NOREF;
-    if (tg_lua_load_config(L, path, &loaded, 1, err) != TG_OK) {
+    loading = g;
+    int rc = tg_lua_load_config(L, path, &loaded, 1, err);
+    loading = NULL;
+    if (rc != TG_OK) {
         tg_settings_free(&loaded);
-        lua_close(L);
+        gen_free(g);
         return TG_ERROR;
     }
-    tg_gen_t *g = tg_calloc(1, sizeof(*g));
-    g->L = L;
     g->main_ref = main_ref;
     g->id = ++gen_ids;
     if (current) {
+        tg_timers_stop_gen(current); /* its runs in progress finish */
         current->next = retired;
         retired = current;
     }
     current = g;
     *s = loaded;
     return TG_OK;
+}
+
+tg_gen_t *tg_lua_loading_gen(void)
+{
+    return loading;
 }
 
 unsigned tg_lua_generation(void)
@@ -438,6 +450,16 @@ void tg_lua_start(tg_req_t *r)
     resume(r, 1);
 }
 
+void tg_lua_start_task(tg_req_t *r, tg_gen_t *gen, int id)
+{
+    r->gen = gen;
+    r->co = take_slot(gen);
+    lua_State *co = gen->slots[r->co].co;
+    lua_pushlightuserdata(co, r);
+    lua_pushinteger(co, id);
+    resume(r, 2);
+}
+
 void tg_lua_resume(tg_req_t *r, int arg)
 {
     if (r->co < 0)
@@ -458,6 +480,7 @@ void tg_lua_log(tg_req_t *r)
 void tg_lua_abandon(tg_req_t *r)
 {
     ev_timer_stop(tg_worker.loop, &r->lua_timer);
+    tg_call_cancel(r);
     if (r->co >= 0 && r->lua != TG_LUA_RUNNING)
         release_slot(r, 1);
     r->lua = TG_LUA_NONE;

@@ -41,6 +41,11 @@ unsigned tg_lua_generation(void);    /* id of the current generation */
 void tg_lua_collect(void);           /* closes retired generations with no requests */
 int tg_lua_retired(void);            /* retired generations not closed yet */
 void tg_lua_shutdown(void);
+/* The generation being loaded (its policies' constructors may start timers). */
+tg_gen_t *tg_lua_loading_gen(void);
+/* Runs callback `id` of tollgate.timer in a coroutine of gen, for the
+ * socketless request r (task.c). */
+void tg_lua_start_task(tg_req_t *r, tg_gen_t *gen, int id);
 
 /* Per request. */
 void tg_lua_start(tg_req_t *r);                 /* route + access phase */

@@ -16,6 +16,7 @@
 #include "bridge.h"
 #include "http1.h"
 #include "log.h"
+#include "task.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -89,7 +90,7 @@ void tg_conn_update(tg_conn_t *c)
     tg_req_t *r = &c->req;
     int ev = 0;
 
-    if (c->closed)
+    if (c->closed || c->internal)
         return;
     if (c->state == TG_CONN_HANDSHAKE) {
         ev = (c->sock.want_write ? EV_WRITE : 0) | (c->sock.want_read || !c->sock.want_write
@@ -477,7 +478,7 @@ void tg_conn_output(tg_conn_t *c)
     tg_req_t *r = &c->req;
     int progress = 0;
 
-    if (c->closed)
+    if (c->closed || c->internal)
         return;
     while (b->pos < b->len) {
         ssize_t n = tg_sock_send(&c->sock, b->data + b->pos, b->len - b->pos);
@@ -606,7 +607,7 @@ void tg_conn_body_end(tg_req_t *r)
         r->body = r->resp_buf.data ? r->resp_buf.data : "";
         r->body_len = r->resp_buf.len;
         r->resp_wait = 0;
-        tg_lua_resume(r, 0);
+        tg_conn_resume(r, 0);
         return;
     }
     /* The upstream answered before the client finished sending: the rest
@@ -621,11 +622,28 @@ void tg_conn_body_end(tg_req_t *r)
 
 void tg_conn_abort(tg_req_t *r, const char *why)
 {
+    if (r->conn->internal) {
+        r->proxy.error_reason = why;
+        tg_call_done(r, 502);
+        return;
+    }
     conn_close(r->conn, why);
+}
+
+void tg_conn_resume(tg_req_t *r, int arg)
+{
+    if (r->conn->internal)
+        tg_call_done(r, arg);
+    else
+        tg_lua_resume(r, arg);
 }
 
 void tg_conn_proxy_head(tg_req_t *r)
 {
+    if (r->conn->internal) {
+        tg_call_head(r);
+        return;
+    }
     r->t_upstream_end = ev_time();
     if (r->lua == TG_LUA_PROXY)
         tg_lua_resume(r, r->proxy.error);
@@ -635,10 +653,16 @@ void tg_conn_lua_yielded(tg_req_t *r, int code)
 {
     tg_conn_t *c = r->conn;
 
+    if (c->internal) {
+        tg_task_yielded(r, code);
+        return;
+    }
     switch (code) {
     case TG_YIELD_WAIT:
         r->lua = TG_LUA_WAIT;
-        if (r->body_wait) {
+        if (tg_call_start_pending(r)) {
+            /* an HTTP call: resumed when its response is in */
+        } else if (r->body_wait) {
             /* Lua wants the whole request body: read it; it resumes then. */
             tg_conn_feed_body(c);
         } else if (r->resp_wait) {

@@ -38,6 +38,7 @@ struct tg_conn {
     unsigned close_after:1;     /* close once the current response is written */
     unsigned want_write:1;      /* the last write stopped short */
     unsigned closed:1;          /* socket closed; the struct is freed at end of loop turn */
+    unsigned internal:1;        /* no socket: an HTTP call or a timer run (task.c) */
     unsigned rd_needs_write:1;  /* TLS: the last read waits for the socket to be writable */
     unsigned wr_needs_read:1;   /* TLS: the last write waits for it to be readable */
     unsigned in_parse:1;        /* guards against re-entering the parser */
@@ -61,6 +62,7 @@ void tg_conn_send_head(tg_req_t *r);       /* response is final: queue its head 
 void tg_conn_body_data(tg_req_t *r, const char *p, size_t n); /* response body bytes */
 void tg_conn_body_end(tg_req_t *r);        /* response body complete */
 void tg_conn_abort(tg_req_t *r, const char *why); /* cut the client connection now */
+void tg_conn_resume(tg_req_t *r, int arg);   /* what Lua waited for (a whole body) is there */
 void tg_conn_update(tg_conn_t *c);         /* recompute events after buffers changed */
 int tg_conn_wbuf_full(tg_conn_t *c);
 int tg_conn_local_port(tg_conn_t *c);

@@ -154,6 +154,8 @@ struct tg_req {
     unsigned resp_wait:1;       /* Lua waits for the whole upstream body */
     unsigned resp_body_set:1;   /* the proxied response's body was replaced (r->body) */
     unsigned resp_overflow:1;   /* the upstream body outgrew maxBufferedBody */
+    unsigned call_started:1;    /* an HTTP call (task.c): started */
+    unsigned call_done:1;       /* ... and finished (call_status) */
     unsigned aborted:1;         /* the client connection ended before the response did */
     uint64_t content_length;    /* request Content-Length, or UINT64_MAX */
     uint64_t body_received;     /* request body bytes parsed so far */
@@ -174,6 +176,11 @@ struct tg_req {
     ev_timer lua_timer;         /* sleep() */
 
     tg_proxy_t proxy;
+
+    /* HTTP calls from Lua (task.c) */
+    tg_req_t *call;             /* the call this request's coroutine waits for, or NULL */
+    tg_req_t *parent;           /* for a call: the request (or timer run) waiting for it */
+    int call_status;            /* 0, or 502/504 */
 
     /* Log */
     ev_tstamp t_start;          /* head complete */

@@ -604,7 +604,7 @@ void tg_proxy_resume_read(tg_req_t *r)
         r->resp_wait = 0;
         r->error = "upstream response larger than maxBufferedBody";
         tg_req_local_response(r, 502, "Bad gateway.");
-        tg_lua_resume(r, 502);
+        tg_conn_resume(r, 502);
         return;
     }
     if (p->body_done && p->state == TG_PROXY_BODY) {

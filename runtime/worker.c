@@ -12,6 +12,7 @@
 #include "http1.h"
 #include "log.h"
 #include "resolver.h"
+#include "task.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -144,6 +145,7 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
     if (tg_worker.stopping)
         return;
     tg_worker.stopping = 1;
+    tg_timers_stop_all();
     stop_listeners();
     /* Close them too (the master does the same with its copies): new
      * clients are refused at once and can go elsewhere, instead of
@@ -173,6 +175,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     tg_unused(revents);
     tg_conns_free_closed();
     tg_upstream_free_closed();
+    tg_tasks_free_finished();
     tg_lua_collect();
     tg_access_log_flush();
 }
@@ -274,8 +277,10 @@ int tg_worker_run(tg_settings_t *s, const char *config_path, int id)
     tg_log_debug("worker %d ready", id);
     ev_run(tg_worker.loop, 0);
 
+    tg_timers_stop_all();
     tg_conns_close_all();
     tg_conns_free_closed();
+    tg_tasks_free_finished();
     tg_resolver_stop();
     tg_peers_free();
     tg_access_log_close();

@@ -88,6 +88,13 @@ const char *tg_test_upstream_request(tg_req_t *r, size_t *len);
 int tg_test_upstream_response(tg_req_t *r, const char *raw, size_t len);
 const char *tg_test_response(tg_req_t *r, size_t *len);
 
+tg_req_t *tg_call_new(tg_req_t *parent, tg_peer_t *peer, const char *raw, size_t len,
+                      double timeout, char *err, size_t errlen);
+int tg_call_status(tg_req_t *call, const char **reason);
+void tg_call_free(tg_req_t *call);
+void *tg_timer_start(tg_req_t *r, double after, double every, int id);
+void tg_timer_stop(void *handle);
+
 double tg_now(void);
 int tg_worker_id(void);
 void tg_log_line(int level, const char *msg);
@@ -135,7 +142,8 @@ local _M = {
         "tg_hdr_get", "tg_hdr_edit", "tg_hdr_next",
         "tg_resp_status", "tg_resp_set_status", "tg_resp_set_body", "tg_req_set_route",
         "tg_req_proxy", "tg_req_proxy_error", "tg_req_sleep", "tg_peer_get", "tg_now",
-        "tg_tls_client_get",
+        "tg_tls_client_get", "tg_call_new", "tg_call_status", "tg_call_free",
+        "tg_timer_start", "tg_timer_stop",
         "tg_req_read_body", "tg_req_body", "tg_req_set_body", "tg_resp_read_body", "tg_resp_body",
         "tg_worker_id", "tg_log_line", "tg_req_set_error",
         "tg_jwt_key_new", "tg_jwt_key_free", "tg_jwt_key_algs", "tg_jwt_verify",
@@ -183,6 +191,14 @@ else
                 "TOLLGATE_LIB to libtollgate.so", 2)
         end })
     end
+end
+
+-- The request (or timer run) each running coroutine serves, so that Lua
+-- code can make calls without passing it around (tollgate.http, timers).
+_M.contexts = setmetatable({}, { __mode = "k" })
+
+function _M.context()
+    return _M.contexts[coroutine.running()]
 end
 
 -- The time (Unix seconds) policies use; the test kit can replace it.

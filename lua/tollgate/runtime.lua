@@ -117,20 +117,31 @@ local function on_error(err)
 end
 
 local REQ_PTR = ffi.typeof("tg_req_t *")
+local contexts = core.contexts
+local running = coroutine.running
 
-function _M.main(r)
+-- The body of every request coroutine. C resumes it with (r) for a
+-- request, or (r, id) for a run of timer callback id; it yields DONE when
+-- finished and receives the next pair.
+function _M.main(r, id)
     while true do
         -- a cdata pointer, not the light userdata C passed: FFI calls with
         -- it are JIT-compiled
         r = ffi.cast(REQ_PTR, r)
-        local ok, err = xpcall(handle, on_error, current, r)
-        if not ok then
-            core.log_error("request failed in the gateway: " .. tostring(err))
-            C.tg_resp_set_status(r, 500)
-            local body = "Internal Server Error"
-            C.tg_resp_set_body(r, body, #body)
+        contexts[running()] = r
+        if id then
+            local ok, err = xpcall(require("tollgate.timer").run, on_error, id, r)
+            if not ok then core.log_error("timer: " .. tostring(err)) end
+        else
+            local ok, err = xpcall(handle, on_error, current, r)
+            if not ok then
+                core.log_error("request failed in the gateway: " .. tostring(err))
+                C.tg_resp_set_status(r, 500)
+                local body = "Internal Server Error"
+                C.tg_resp_set_body(r, body, #body)
+            end
         end
-        r = yield(YIELD_DONE)
+        r, id = yield(YIELD_DONE)
     end
 end
 
