@@ -78,7 +78,7 @@ $(BUILD):
 
 # C unit tests include the .c file they test.
 $(BUILD)/spec/%: spec/c/%.c $(SRCS) $(HDRS) | $(BUILD)
-	$(CC) $(ALL_CFLAGS) -O1 -fsanitize=address,undefined -Iruntime -o $@ $< \
+	$(CC) $(ALL_CFLAGS) -O1 -fsanitize=address,undefined -iquote runtime -o $@ $< \
 	    $(LDLIBS) -fsanitize=address,undefined
 
 deps:

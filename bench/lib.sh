@@ -331,6 +331,26 @@ parse_wrk() {   # parse_wrk FILE -> "reqs dur_s rps p50_ms p99_ms non2xx sockerr
 
 multi() { if (( ROUNDS > 1 )); then printf '%s' "$1"; fi; }   # text shown only with ROUNDS > 1
 
+# wait_idle: with WAIT_IDLE=S > 0, wait up to S seconds until both cores are <= 10 % busy over 1 s
+# (our gateways are idle between runs, so what is busy is someone else); says so if it waited.
+wait_idle() {
+    [[ ${WAIT_IDLE:-0} -gt 0 ]] || return 0
+    local start=$SECONDS q0 q1 q0b q1b b0 b1 waited=0
+    while :; do
+        q0=$(core_ticks 0); q1=$(core_ticks 1); sleep 1; q0b=$(core_ticks 0); q1b=$(core_ticks 1)
+        b0=$(busy_pct "$q0" "$q0b"); b1=$(busy_pct "$q1" "$q1b")
+        if [[ $b0 -le 10 && $b1 -le 10 ]]; then
+            if [[ $waited == 1 ]]; then echo "    (waited $(( SECONDS - start )) s for idle cores)"; fi
+            return 0
+        fi
+        waited=1
+        if (( SECONDS - start >= WAIT_IDLE )); then
+            echo "    (cores still busy after ${WAIT_IDLE} s: core 0 $b0%, core 1 $b1%; running anyway)"
+            return 0
+        fi
+    done
+}
+
 # bench_one KEY ROUND PORT MASTER WORKER [SCRIPT [SCRIPT ARGS...]]
 # Warm-up (unmeasured) then the measured wrk run against http://127.0.0.1:PORT/ from core 1, with
 # the worker's CPU and both cores' /proc/stat sampled around it; results in the arrays above under
@@ -342,6 +362,7 @@ bench_one() {
     if [[ $# -gt 0 ]]; then script=(-s "$1" "$url" -- "${@:2}"); else script=("$url"); fi
     out="$T/runs/$name.$round.txt"
     [[ -n ${RSS_IDLE[$name]:-} ]] || RSS_IDLE[$name]=$(rss_kb "$worker")
+    wait_idle
     WARMREQS[$key]=0
     if [[ $WARMUP -gt 0 ]]; then
         taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" "${script[@]}" >"$T/runs/$name.$round.warmup.txt" 2>&1 \

@@ -13,7 +13,8 @@
 #
 # Environment: DURATION (s, default 10), CONNECTIONS (default 50), WARMUP (s, default 3),
 #              ROUNDS (default 1; every scenario's pair is run once per round, medians reported),
-#              TOLLGATE (binary, default build/tollgate), KEEP_TMP=1 keeps the temp dir.
+#              TOLLGATE (binary, default build/tollgate), KEEP_TMP=1 keeps the temp dir,
+#              WAIT_IDLE (s, default 0): before each run wait up to that long for both cores to be idle.
 # --quick: DURATION=3 WARMUP=1 unless set explicitly.
 #
 # Layout (2 cores): gateway under test on core 0 (one worker); upstream nginx and wrk on core 1.
@@ -21,7 +22,7 @@
 set -euo pipefail
 PROG=policies.sh
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
 
 QUICK=0
 for a in "$@"; do
@@ -167,7 +168,7 @@ GATEWAYS=(tollgate-nocache tollgate-cache tollgate-proxy openresty)
 
 # ---------------------------------------------------------------- 5. load
 preflight
-print_header "Tollgate policies bench" "DURATION=${DURATION}s WARMUP=${WARMUP}s CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS (wrk -t1 -s bench/bearer.lua, gateway on core 0, upstream + wrk on core 1)"
+print_header "Tollgate policies bench" "DURATION=${DURATION}s WARMUP=${WARMUP}s CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS WAIT_IDLE=${WAIT_IDLE:-0}s (wrk -t1 -s bench/bearer.lua, gateway on core 0, upstream + wrk on core 1)"
 echo "lua-nginx-module: $(dpkg-query -W -f='${Version}' libnginx-mod-http-lua 2>/dev/null || echo '?'), LuaJIT $(dpkg-query -W -f='${Version}' libluajit2-5.1-2 2>/dev/null || echo '?'), OpenSSL $(openssl version | awk '{ print $2 }')"
 echo "upstream: nginx 127.0.0.1:$UP_PORT; $(for n in "${GATEWAYS[@]}"; do printf '%s 127.0.0.1:%s (worker %s)\n' "$n" "${PORT[$n]}" "${WORKER[$n]}"; done | paste -sd';' | sed 's/;/; /g')"
 echo "rate limit (both): max $RL_MAX per ${RL_WINDOW_MS} ms per client address; token: RS256, RSA-2048, ${#GOOD_TOKEN} bytes"
@@ -210,7 +211,7 @@ for key in "${!REQS[@]}"; do
     OK2XX[$key]=$(( REQS[$key] - NON2XX[$key] ))
 done
 
-row() { printf '%-20s %12s %10s %10s %14s %7s %12s %8s %8s\n' "$@"; }
+row() { printf '%-22s %12s %10s %10s %14s %7s %12s %8s %8s\n' "$@"; }
 declare -A M
 table() {   # table REJECTING(0/1) KEY...
     local rejecting=$1 name round key a; shift

@@ -6,7 +6,8 @@
 # Environment: DURATION (s, default 10), CONNECTIONS (default 50), WARMUP (s, default 3),
 #              IDLE_CONNS (default 10000; 0 skips the idle-connection test),
 #              ROUNDS (default 1: tollgate, nginx, tollgate, nginx, ...; medians are reported),
-#              TOLLGATE (binary, default build/tollgate), KEEP_TMP=1 keeps the temp dir.
+#              TOLLGATE (binary, default build/tollgate), KEEP_TMP=1 keeps the temp dir,
+#              WAIT_IDLE (s, default 0): before each run wait up to that long for both cores to be idle.
 # --quick: DURATION=3 WARMUP=1 IDLE_CONNS=2000 unless set explicitly.
 # --no-policies: skip bench/policies.sh (rate-limit + jwt pipeline vs OpenResty-style), which
 #              otherwise runs afterwards with the same settings (see bench/README.md).
@@ -16,7 +17,7 @@
 set -euo pipefail
 PROG=run.sh
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 
 QUICK=0
 POLICIES=1
@@ -70,7 +71,7 @@ done
 
 # ---------------------------------------------------------------- 3. load
 preflight
-print_header "Tollgate bench" "DURATION=${DURATION}s WARMUP=${WARMUP}s CONNECTIONS=$CONNECTIONS IDLE_CONNS=$IDLE_CONNS ROUNDS=$ROUNDS (wrk -t1, gateway on core 0, upstream + wrk on core 1)"
+print_header "Tollgate bench" "DURATION=${DURATION}s WARMUP=${WARMUP}s CONNECTIONS=$CONNECTIONS IDLE_CONNS=$IDLE_CONNS ROUNDS=$ROUNDS WAIT_IDLE=${WAIT_IDLE:-0}s (wrk -t1, gateway on core 0, upstream + wrk on core 1)"
 echo "upstream: nginx 127.0.0.1:$UP_PORT; tollgate 127.0.0.1:$TG_PORT (worker $TG_WORKER); nginx proxy 127.0.0.1:$NG_PORT (worker $NG_WORKER)"
 echo
 
@@ -150,5 +151,6 @@ if [[ $POLICIES == 1 ]]; then
     echo
     args=(); if [[ $QUICK == 1 ]]; then args+=(--quick); fi
     DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS KEEP_TMP=$KEEP_TMP TOLLGATE=$TOLLGATE \
+        WAIT_IDLE=${WAIT_IDLE:-0} \
         bench/policies.sh "${args[@]}"
 fi

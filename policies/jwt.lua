@@ -62,8 +62,9 @@ end
 local function read_file(path)
     local f, err = io.open(path, "rb")
     if not f then return nil, err end
-    local s = f:read("*a")
+    local s, rerr = f:read("*a")
     f:close()
+    if not s then return nil, path .. ": " .. tostring(rerr or "cannot be read") end
     return s
 end
 
@@ -163,14 +164,18 @@ end
 local function accept(req, claims)
     req.user = claims
     local id = claims.id
-    if id == nil then id = claims.sub end
-    if id ~= nil and type(id) ~= "table" then
+    if type(id) ~= "string" and type(id) ~= "number" then id = claims.sub end
+    if type(id) == "string" or type(id) == "number" then
         req:set_header("eg-consumer-id", tostring(id))
+    else
+        req:remove_header("eg-consumer-id") -- never the client's own
     end
 end
 
 local function refuse(self, req, why, had_token)
     req:log_error("jwt: " .. why)
+    -- a client must not name its own consumer: whatever it sent is dropped
+    req:remove_header("eg-consumer-id")
     if self.pass then return nil end
     return 401, "Unauthorized", had_token and UNAUTHORIZED_HEADERS_BAD or UNAUTHORIZED_HEADERS_NONE
 end
@@ -183,7 +188,7 @@ local function access(self, req)
     local now = core.now()
     local hit = self.cache[token]
     if hit then
-        if hit.exp == 0 or now <= hit.exp + self.leeway then
+        if hit.exp == 0 or now < hit.exp + self.leeway then
             accept(req, hit.claims)
             return nil
         end

@@ -86,8 +86,9 @@ local function new(conf, env)
     }
 end
 
--- Counts this request; returns the count in the window and seconds until
--- the window ends.
+-- Counts this request. Returns the count it is judged by, and the seconds
+-- until a refused request would be let through (for Retry-After and
+-- X-RateLimit-Reset).
 local function count(self, key, now)
     local w = self.window
     if not self.sliding then
@@ -99,9 +100,25 @@ local function count(self, key, now)
     -- proportion to how much of it still overlaps the last `window` seconds
     local idx = floor(now / w)
     local elapsed = now - idx * w
-    local cur = shdict.incr(self.prefix .. key .. ":" .. idx, 1, 2 * w)
+    local ckey = self.prefix .. key .. ":" .. idx
+    local cur = shdict.incr(ckey, 1, 2 * w)
     local prev = shdict.get(self.prefix .. key .. ":" .. (idx - 1)) or 0
-    return prev * (1 - elapsed / w) + cur, w - elapsed
+    local n = prev * (1 - elapsed / w) + cur
+    if n <= self.max then
+        return n, w - elapsed
+    end
+    -- refused: it does not count, so a client that waits as told gets in
+    cur = shdict.incr(ckey, -1, 2 * w)
+    local room = self.max - 1 -- the next request itself counts 1
+    local wait
+    if prev > 0 and cur <= room then
+        -- later in this window, once enough of the previous one slid out
+        wait = w * (1 - (room - cur) / prev) - elapsed
+    else
+        -- in the next window, this one (then the previous) weighing less
+        wait = (w - elapsed) + (cur > room and w * (1 - room / cur) or 0)
+    end
+    return n, max(wait, 0.001)
 end
 
 local function access(self, req)

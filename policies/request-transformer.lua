@@ -313,7 +313,7 @@ function _M.access(self, req)
     if not spec then return end
     local ct = lower(req:header("content-type") or "")
     local json = is_json(ct)
-    local form = not json and match(ct, "^%s*application/x%-www%-form%-urlencoded%s*[;]?") ~= nil
+    local form = not json and match(ct, "^%s*([^;%s]+)") == "application/x-www-form-urlencoded"
     if not (json or form) then return end
     local body, err = req:body()
     if not body then

@@ -21,6 +21,8 @@
 #include "jwt.h"
 
 #define MAX_TOKEN 16384
+/* {"alg":"none"}: the header under which each part is given to libjwt */
+#define NONE_HEADER "eyJhbGciOiJub25lIn0."
 
 struct tg_jwt_key {
     int algs;                   /* enum tg_jwt_alg bits this key verifies */
@@ -99,18 +101,28 @@ tg_jwt_key_t *tg_jwt_key_new(const char *material, size_t len, const char *kid, 
         case EVP_PKEY_RSA:
             k->algs = RS_ALL;
             break;
-        case EVP_PKEY_EC:
-            switch (EVP_PKEY_get_bits(pkey)) {
-            case 256: k->algs = TG_JWT_ES256; k->ec_bytes = 32; break;
-            case 384: k->algs = TG_JWT_ES384; k->ec_bytes = 48; break;
-            case 521: k->algs = TG_JWT_ES512; k->ec_bytes = 66; break;
-            default:
-                snprintf(err, errlen, "EC key of %d bits: only P-256, P-384 and P-521 are used "
-                         "by JWT", EVP_PKEY_get_bits(pkey));
+        case EVP_PKEY_EC: {
+            /* by curve, not size: secp256k1 is 256 bits but not ES256's */
+            char curve[64] = "";
+            size_t clen = 0;
+            EVP_PKEY_get_group_name(pkey, curve, sizeof(curve), &clen);
+            if (strcmp(curve, "prime256v1") == 0 || strcmp(curve, "P-256") == 0) {
+                k->algs = TG_JWT_ES256;
+                k->ec_bytes = 32;
+            } else if (strcmp(curve, "secp384r1") == 0 || strcmp(curve, "P-384") == 0) {
+                k->algs = TG_JWT_ES384;
+                k->ec_bytes = 48;
+            } else if (strcmp(curve, "secp521r1") == 0 || strcmp(curve, "P-521") == 0) {
+                k->algs = TG_JWT_ES512;
+                k->ec_bytes = 66;
+            } else {
+                snprintf(err, errlen, "EC key on curve %s: JWT uses P-256, P-384 and P-521",
+                         curve[0] ? curve : "(unknown)");
                 tg_jwt_key_free(k);
                 return NULL;
             }
             break;
+        }
         default:
             snprintf(err, errlen, "unsupported key type (RSA and EC keys are)");
             tg_jwt_key_free(k);
@@ -322,9 +334,9 @@ out:
 int tg_jwt_verify(tg_jwt_key_t **keys, int nkeys, const char *token, size_t len,
                   const tg_jwt_opts_t *opts, double now, tg_jwt_result_t *out)
 {
-    jwt_t *j = NULL;
+    jwt_t *j = NULL, *hj = NULL;
     const tg_jwt_key_t *key = NULL;
-    unsigned char sig[1024];
+    unsigned char sig[1056];   /* RSA-8192: 1024 bytes */
     int reason;
 
     memset(out, 0, sizeof(*out));
@@ -338,17 +350,39 @@ int tg_jwt_verify(tg_jwt_key_t **keys, int nkeys, const char *token, size_t len,
     size_t siglen_b64 = len - (size_t) (d2 + 1 - token);
     if (siglen_b64 == 0) /* alg "none" carries no signature: never accepted */
         return out->reason = TG_JWT_ALG_NOT_ALLOWED;
-    if (siglen_b64 > sizeof(sig) * 4 / 3)
+    if (siglen_b64 > (sizeof(sig) * 4 + 2) / 3)
         return out->reason = TG_JWT_BAD_SIGNATURE;
 
+    /* libjwt parses the JSON of both parts. Each is handed over as the
+     * payload of an unsigned token, so that libjwt's own header rules
+     * (it refuses a "typ" other than "JWT", an "alg" it does not know) do
+     * not decide what this gateway accepts. */
     if (tokbuf == NULL)
-        tokbuf = tg_malloc(MAX_TOKEN + 1);
-    memcpy(tokbuf, token, len);
-    tokbuf[len] = '\0';
-    if (jwt_decode(&j, tokbuf, NULL, 0) != 0 || j == NULL)
+        tokbuf = tg_malloc(MAX_TOKEN + 32);
+    size_t hlen = (size_t) (d1 - token);
+    /* strict base64url, a JSON object (libjwt's decoder is more lenient) */
+    unsigned char head[1024];
+    ssize_t hdec = hlen <= sizeof(head) * 4 / 3 ? b64url_decode(token, hlen, head) : -1;
+    if (hdec < 2 || head[0] != '{')
         return out->reason = TG_JWT_MALFORMED;
+    memcpy(tokbuf, NONE_HEADER, sizeof(NONE_HEADER) - 1);
+    memcpy(tokbuf + sizeof(NONE_HEADER) - 1, token, hlen);
+    memcpy(tokbuf + sizeof(NONE_HEADER) - 1 + hlen, ".", 2);
+    if (jwt_decode(&hj, tokbuf, NULL, 0) != 0 || hj == NULL)
+        return out->reason = TG_JWT_MALFORMED;
+    size_t plen_b64 = (size_t) (d2 - (d1 + 1));
+    memcpy(tokbuf + sizeof(NONE_HEADER) - 1, d1 + 1, plen_b64);
+    memcpy(tokbuf + sizeof(NONE_HEADER) - 1 + plen_b64, ".", 2);
+    if (jwt_decode(&j, tokbuf, NULL, 0) != 0 || j == NULL) {
+        jwt_free(hj);
+        return out->reason = TG_JWT_MALFORMED;
+    }
 
-    const char *algname = jwt_get_header(j, "alg");
+    const char *algname = jwt_get_grant(hj, "alg");
+    if (algname == NULL) { /* RFC 7515: alg is required */
+        reason = TG_JWT_MALFORMED;
+        goto done;
+    }
     int alg = 0;
     for (size_t i = 0; algname && i < tg_nelem(ALGS); i++)
         if (strcmp(algname, ALGS[i].name) == 0)
@@ -359,7 +393,7 @@ int tg_jwt_verify(tg_jwt_key_t **keys, int nkeys, const char *token, size_t len,
         goto done;
     }
 
-    const char *kid = jwt_get_header(j, "kid");
+    const char *kid = jwt_get_grant(hj, "kid");
     if (nkeys == 1 && (keys[0]->kid == NULL || kid == NULL || strcmp(keys[0]->kid, kid) == 0)) {
         key = keys[0];
     } else {
@@ -398,7 +432,7 @@ int tg_jwt_verify(tg_jwt_key_t **keys, int nkeys, const char *token, size_t len,
         reason = TG_JWT_MALFORMED;
         goto done;
     }
-    if (has_exp && now > exp + opts->leeway) {
+    if (has_exp && now >= exp + opts->leeway) { /* "on or after": RFC 7519 4.1.4 */
         reason = TG_JWT_EXPIRED;
         goto done;
     }
@@ -415,15 +449,17 @@ int tg_jwt_verify(tg_jwt_key_t **keys, int nkeys, const char *token, size_t len,
         goto done;
     }
 
-    /* The claims, as the payload's JSON. */
-    size_t plen_b64 = (size_t) (d2 - (d1 + 1));
+    /* The claims, as the payload's JSON (an object). */
     size_t need = plen_b64 * 3 / 4 + 4;
     if (need > claimscap) {
         claimscap = need < 4096 ? 4096 : need;
         claimsbuf = tg_realloc(claimsbuf, claimscap);
     }
     ssize_t plen = b64url_decode(d1 + 1, plen_b64, claimsbuf);
-    if (plen < 0) {
+    size_t first = 0;
+    while (plen > 0 && first < (size_t) plen && strchr(" \t\r\n", claimsbuf[first]))
+        first++;
+    if (plen <= 0 || first >= (size_t) plen || claimsbuf[first] != '{') {
         reason = TG_JWT_MALFORMED;
         goto done;
     }
@@ -434,6 +470,7 @@ int tg_jwt_verify(tg_jwt_key_t **keys, int nkeys, const char *token, size_t len,
 
 done:
     jwt_free(j);
+    jwt_free(hj);
     return out->reason = reason;
 }
 

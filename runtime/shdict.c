@@ -16,7 +16,7 @@
 
 #define SLOT_SIZE 256
 #define KEY_MAX 64
-#define PROBE 32
+#define PROBE 128 /* slots looked at from a key's home; a full window evicts */
 #define SEGMENTS 64
 #define MAGIC 0x74676470u /* "tgdp" */
 

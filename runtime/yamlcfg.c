@@ -393,7 +393,9 @@ static void push_scalar(lua_State *L, struct loader *ld)
     }
     /* Explicit tags apply whatever the style, as in js-yaml. */
     kind = core(tag);
-    if (strcmp(tag, "!") == 0 || is_tag(tag, "str")) {
+    /* js-yaml's !!js/regexp (Express Gateway configs use it for cors
+     * origins): kept as its "/pattern/flags" text, which policies compile */
+    if (strcmp(tag, "!") == 0 || is_tag(tag, "str") || is_tag(tag, "js/regexp")) {
         lua_pushlstring(L, s, n);
         return;
     }

@@ -116,6 +116,8 @@ end
 function Ctx:keys(tbl)
     local m = self.marks[tbl]
     if m and m.__keys then return m.__keys end
+    local mt = getmetatable(tbl)
+    if mt and mt.__keys then return mt.__keys end
     local ks = {}
     for k in pairs(tbl) do ks[#ks + 1] = k end
     sort(ks, function(a, b) return tostring(a) < tostring(b) end)
@@ -382,10 +384,27 @@ local function parse_pipeline(ctx, name, cfg, path, declared, parent)
     local pols = cfg.policies
     local pkey = "policies"
     if is_null(pols) then pols, pkey = cfg.policy, "policy" end
+    local ninline = 0
     for i, entry in ipairs(list_of(pols)) do
         local ppath = path .. "." .. pkey .. "[" .. i .. "]"
         if type(entry) == "string" then
             entry = { [entry] = schema.NULL or {} }
+        end
+        -- Lua configs: an inline access function, or { policy = <module>,
+        -- action = ..., condition = ... } with a module table
+        if type(entry) == "function" then
+            ninline = ninline + 1
+            local fn = entry
+            entry = { policy = { name = "inline", access = function(_, req) return fn(req) end },
+                name = "inline" .. ninline }
+        end
+        if type(entry) == "table" and type(entry.policy) == "table" then
+            local mod = entry.policy
+            local pname = entry.name or mod.name or ("inline" .. i)
+            pl.policies[#pl.policies + 1] = { name = pname, module = mod, at = { entry },
+                steps = { { condition = entry.condition, action = entry.action, at = { entry },
+                    path = ppath } } }
+            goto continue
         end
         if not is_map(entry) then
             return nil, ctx:error(ppath .. ": expected a mapping such as \"- proxy: [...]\"",
@@ -397,6 +416,9 @@ local function parse_pipeline(ctx, name, cfg, path, declared, parent)
                 #keys, entry)
         end
         local pname = keys[1]
+        if not declared[pname] and ctx.lua then
+            declared[pname] = { at = { entry, pname } } -- Lua configs need no policies list
+        end
         if not declared[pname] then
             return nil, ctx:error(ppath .. ": " .. pname ..
                 " policy not declared in the 'policies' gateway.config section", entry, pname)
@@ -427,6 +449,7 @@ local function parse_pipeline(ctx, name, cfg, path, declared, parent)
                 path = spath }
         end
         pl.policies[#pl.policies + 1] = pol
+        ::continue::
     end
     return pl
 end
@@ -460,6 +483,9 @@ function _M.compile(doc, ctx)
     end
 
     local aes = doc.apiEndpoints
+    if ctx.lua and type(aes) == "table" and next(aes) and schema.is_array(aes) then
+        aes = _M.named_list(aes)
+    end
     if not is_null(aes) then
         if not is_map(aes) then
             return nil, ctx:error("apiEndpoints: expected a mapping of endpoint names", doc,
@@ -492,6 +518,9 @@ function _M.compile(doc, ctx)
     end
 
     local ses = doc.serviceEndpoints
+    if ctx.lua and type(ses) == "table" and next(ses) and schema.is_array(ses) then
+        ses = _M.named_list(ses)
+    end
     if not is_null(ses) then
         if not is_map(ses) then
             return nil, ctx:error("serviceEndpoints: expected a mapping of service names", doc,
@@ -524,6 +553,9 @@ function _M.compile(doc, ctx)
     local pls = doc.pipelines
     local pkey = "pipelines"
     if is_null(pls) then pls, pkey = doc.pipeline, "pipeline" end
+    if ctx.lua and type(pls) == "table" and next(pls) and schema.is_array(pls) then
+        pls = _M.named_list(pls)
+    end
     if not is_null(pls) then
         if not is_map(pls) then
             return nil, ctx:error(pkey .. ": expected a mapping of pipeline names", doc, pkey)
@@ -596,13 +628,40 @@ function _M.load(path)
     return model, err
 end
 
--- A Lua config: a file returning a table of the same shape as the YAML.
+-- A list of tables with a `name` each, as a mapping that keeps the list's
+-- order (Lua tables have none of their own).
+function _M.named_list(list)
+    local map, keys = {}, {}
+    for i, v in ipairs(list) do
+        local name = type(v) == "table" and v.name
+        if type(name) ~= "string" then
+            error("entry " .. i .. " needs a name", 0)
+        end
+        local copy = {}
+        for k, x in pairs(v) do if k ~= "name" then copy[k] = x end end
+        map[name] = copy
+        keys[#keys + 1] = name
+    end
+    return setmetatable(map, { __keys = keys })
+end
+
+-- A Lua config: a file returning a table of the same shape as the YAML
+-- (see README "Gateways in Lua"). Endpoints, services and pipelines may be
+-- lists of tables with a `name` (their order is kept), policies may be
+-- modules or functions, conditions may be functions, and the top-level
+-- `policies` list may be left out.
 function _M.load_lua(path)
     local chunk, err = loadfile(path)
     if not chunk then return nil, err end
     local ok, doc = pcall(chunk)
     if not ok then return nil, path .. ": " .. tostring(doc) end
-    local model, cerr = _M.compile(doc, new_ctx(path))
+    if type(doc) ~= "table" then
+        return nil, path .. ": a Lua config returns a table (http, apiEndpoints, pipelines...)"
+    end
+    local ctx = new_ctx(path)
+    ctx.lua = true
+    local cok, model, cerr = pcall(_M.compile, doc, ctx)
+    if not cok then return nil, path .. ": " .. tostring(model) end
     if model then model.files = { path } end
     return model, cerr
 end

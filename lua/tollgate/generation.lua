@@ -20,7 +20,7 @@ local EMPTY_SCHEMA = { properties = {} }
 local function build_pipeline(pl, modules, env, ctx)
     local pipe = { name = pl.name, steps = {}, has_response = false, has_log = false }
     for pi, pol in ipairs(pl.policies) do
-        local mod = modules[pol.name]
+        local mod = pol.module or modules[pol.name]
         for si, step in ipairs(pol.steps) do
             local spath = step.path or ("pipelines." .. pl.name .. ".policies[" .. pi .. "]." ..
                 pol.name .. "[" .. si .. "]")
@@ -92,6 +92,10 @@ function _M.build(model)
     end
     for name, decl in pairs(model.policies) do
         local file = policies.find(name, dirs)
+        if not file and decl.module then
+            modules[name] = decl.module
+            goto next_policy
+        end
         if not file then
             return nil, ctx:error("policies: unknown policy \"" .. tostring(name) ..
                 "\": not a stock policy, and no " .. tostring(name) .. ".lua in " ..
@@ -103,6 +107,16 @@ function _M.build(model)
         end
         modules[name] = mod
         files[#files + 1] = file
+        ::next_policy::
+    end
+    -- modules given directly by a Lua config must have the policy shape
+    for _, pl in ipairs(model.pipelines) do
+        for _, pol in ipairs(pl.policies) do
+            if pol.module then
+                local ok, err = policies.check(pol.module, "policy " .. pol.name)
+                if not ok then return nil, ctx:error(err, pol.at[1]) end
+            end
+        end
     end
 
     -- what policy constructors get: env.watch(path) adds a file they read

@@ -76,6 +76,14 @@ local function type_ok(want, v)
     return false
 end
 
+local function same_kind(t, v)
+    local tv = type(v)
+    if t == "any" then return true end
+    if t == "number" or t == "integer" then return tv == "number" end
+    if t == "object" or t == "array" then return tv == "table" end
+    return t == tv
+end
+
 local function type_name(t)
     if type(t) == "table" then return concat(t, " or ") end
     return t
@@ -99,17 +107,22 @@ local validate
 local function check_value(spec, v, path, tbl, key)
     local types = spec.type or "any"
     if type(types) ~= "table" then types = { types } end
-    local ok, coerced
-    for _, t in ipairs(types) do
-        ok, coerced = type_ok(t, v)
-        if ok then
-            if (t == "object" or t == "array") then
-                local sub, err, at = validate(spec, coerced, path, t)
-                if not sub then return nil, err, at end
-                coerced = sub
+    -- a value already of one of the listed kinds is taken as it is; only
+    -- then is a coercion tried (as ajv's coerceTypes does)
+    local ok, coerced, chosen
+    for pass = 1, 2 do
+        for _, t in ipairs(types) do
+            if pass == 2 or same_kind(t, v) then
+                ok, coerced = type_ok(t, v)
+                if ok then chosen = t break end
             end
-            break
         end
+        if ok then break end
+    end
+    if ok and (chosen == "object" or chosen == "array") then
+        local sub, err, at = validate(spec, coerced, path, chosen)
+        if not sub then return nil, err, at end
+        coerced = sub
     end
     if not ok then
         return nil, path .. ": expected " .. type_name(spec.type) .. ", got " .. describe(v),

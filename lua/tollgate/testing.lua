@@ -38,7 +38,8 @@ local schema = require "tollgate.schema"
 
 local C = core.C
 local ffi_string = ffi.string
-local type, pairs, ipairs, tostring, error, assert = type, pairs, ipairs, tostring, error, assert
+local type, pairs, ipairs, tostring, error, assert, rawget =
+    type, pairs, ipairs, tostring, error, assert, rawget
 local lower, find, sub, match, gmatch = string.lower, string.find, string.sub, string.match,
     string.gmatch
 local concat = table.concat
@@ -225,7 +226,8 @@ end
 local PROXY_STEP = {
     name = "upstream",
     access = function(_, req)
-        local err = req:proxy(test_peer(), nil, 0, 0)
+        -- a url a policy changed (rewrite...) goes upstream, as proxy sends it
+        local err = req:proxy(test_peer(), rawget(req, "url"), 0, 0)
         if err ~= 0 then return err, "Bad gateway." end
     end,
 }

@@ -116,7 +116,7 @@ describe("policies", function()
       assert.equal("/v1", inst.urls[1].path)
       assert.is_false(inst.strip)
       assert.is_false(inst.ignore)
-      assert.equal(1, inst.flags) -- changeOrigin on, xfwd off
+      assert.equal(1 + 4, inst.flags) -- changeOrigin on, xfwd off, ws on
       assert.equal(0, inst.timeout)
     end)
 
@@ -131,7 +131,7 @@ describe("policies", function()
       ]] }))
       local inst = first_step(gen).inst
       assert.equal(2.5, inst.timeout)
-      assert.equal(2, inst.flags)
+      assert.equal(2 + 4, inst.flags) -- xfwd, ws
     end)
 
     -- { case, action YAML (indented 10), line, message after "file:line: " }
@@ -191,7 +191,7 @@ describe("policies", function()
         "url: http://127.0.0.1:3000/v1\n    proxyOptions: {xfwd: true, proxyTimeout: 1000}\n")
       local gen = assert(unit.build(cfg))
       local inst = first_step(gen).inst
-      assert.equal(3, inst.flags)
+      assert.equal(3 + 4, inst.flags) -- changeOrigin, xfwd, ws
       assert.equal(1, inst.timeout)
     end)
 

@@ -133,6 +133,46 @@ describe("reload triggers", function()
     assert.equal(1, r:count("master %d+: SIGHUP: checking"))
   end)
 
+  it("SIGHUP while a worker is still loading its config does not kill it", function()
+    -- a policy that takes 0.5 s to build in a worker (a big config, a busy
+    -- machine) but not in the master (its pid is in the pid file)
+    local dir = process.tmpdir("tollgate-pid")
+    finally(function() process.rm_rf(dir) end)
+    local pidfile = dir .. "/tollgate.pid"
+    local slow = ([[
+local ffi = require "ffi"
+pcall(ffi.cdef, "int getpid(void);")
+return {
+  name = "slowstart",
+  new = function()
+    local f = io.open(%q)
+    local master = f and tonumber(f:read("*l"))
+    if f then f:close() end
+    if master and master ~= ffi.C.getpid() then
+      local t = os.clock() + 0.5
+      while os.clock() < t do end
+    end
+    return {}
+  end,
+  access = function() end,
+}
+]]):format(pidfile)
+    local g = gateway.start{
+      config = H.config{ tollgate = { "pidFile: " .. pidfile }, steps = { "      - slowstart:",
+                                                                        H.terminate("ok") } },
+      files = { ["policies/slowstart.lua"] = slow },
+      workers = 1,
+    }
+    finally(function() g:cleanup() end)
+    assert(g:signal("HUP")) -- the worker is still building its first generation
+    g:wait_log("master %d+: reloading 1 worker")
+    local pid = g:wait_log("worker (%d+): worker 0 ready", { timeout = 10 })
+    assert.is_nil(process.match_line(g:stderr(), "killed by signal", false))
+    assert.equal(0, select(2, g:stderr():gsub("worker %d+ ready", "")) - 1)
+    assert.equal("ok", assert(g:get("/")).body)
+    assert.is_true(process.alive(tonumber(pid)))
+  end)
+
   it("`tollgate reload -c FILE`: exit 0 and the gateway reloads", function()
     local r = start{ config = H.config{ tollgate = { "watch: false" },
                                         steps = { H.terminate("one") } } }

@@ -97,6 +97,8 @@ describe("bad edits", function()
     assert.equal("module-fixed", r:get("/").headers["x-value"])
   end)
 
+  -- `- hdr:` with nothing after it (a policy without options, as Express
+  -- Gateway's docs write `- cors:`): the error must still name the line
   it("an error thrown by a policy constructor", function()
     local r = start()
     local policy_path = r.g.dir .. "/policies/hdr.lua"
@@ -121,10 +123,12 @@ describe("bad edits", function()
   end)
 
   it("a constructor returning nil and a message", function()
-    local r = start()
+    local steps = { "      - hdr:", "          - action: {}  # @step", H.terminate("one") }
+    local text, marks = H.config{ steps = steps }
+    local r = H.start{ config = text, files = { ["policies/hdr.lua"] = GOOD_POLICY } }
+    finally(function() r:cleanup() end)
     r:write_file("policies/hdr.lua", "return { name = 'hdr', new = function() " ..
       "return nil, 'not today' end, access = function() end }\n")
-    local _, marks = H.config{ steps = { "      - hdr:  # @step", H.terminate("one") } }
     local reason = r:wait_refused()
     assert.matches(plain(r.g.config_path .. ":" .. marks.step ..
       ": pipelines.main.policies[1].hdr[1].action: not today"), reason)

@@ -15,6 +15,24 @@
 -- opts.timeout of that call.  The deadline covers the whole call (e.g. a
 -- whole response), so a hung gateway fails the spec instead of hanging it.
 --
+-- TLS (LuaSec): http.connect(port, host, { tls = {...} }) wraps the socket
+-- and completes the handshake before returning (same deadline):
+--   tls.cafile       trusted CAs (PEM); verify defaults to "peer" with one,
+--                    "none" without
+--   tls.verify       "peer" / "none" (LuaSec's verify)
+--   tls.servername   SNI name (tls.sni is the same)
+--   tls.certificate, tls.key   a client certificate and its key (PEM files)
+--   tls.protocol     LuaSec protocol: "any" (default), "tlsv1_2", "tlsv1_3",
+--                    "tlsv1_1", ...
+--   tls.ciphers      OpenSSL cipher string (e.g. "DEFAULT:@SECLEVEL=0")
+--   tls.alpn         "http/1.1" or a list of protocol names to offer
+-- A failed handshake returns nil, "tls handshake: <LuaSec's error>" (the
+-- socket is closed).  On a TLS connection conn.tls is true and
+-- conn:peer_certificate() (LuaSec x509 or nil), conn:tls_info() (LuaSec's
+-- info(): protocol, cipher, ...) and conn:alpn() (the negotiated protocol or
+-- nil) are available; everything else works as on plain connections.
+-- http.request / http.get take the same opts.tls.
+--
 -- Failures are returned as nil, err[, partial]: err is "timeout", "closed"
 -- (the peer closed the connection with a FIN before the response was
 -- complete), "connection reset by peer" (RST), another socket error, or
@@ -78,8 +96,46 @@ local function trim(s)
   return (s:gsub("^[ \t]+", ""):gsub("[ \t]+$", ""))
 end
 
+-- Wraps a connected socket in TLS (client mode) and completes the
+-- handshake.  Returns the LuaSec socket, or nil, err (sock closed).
+local function tls_wrap(sock, t, timeout)
+  local ok, ssl = pcall(require, "ssl")
+  if not ok then
+    sock:close()
+    return nil, "LuaSec (lua-sec) is not installed: " .. tostring(ssl)
+  end
+  local alpn = t.alpn
+  local params = {
+    mode = "client",
+    protocol = t.protocol or "any",
+    verify = t.verify or (t.cafile and "peer" or "none"),
+    cafile = t.cafile,
+    certificate = t.certificate,
+    key = t.key,
+    options = t.options or { "all" },
+    ciphers = t.ciphers,
+    alpn = alpn,
+  }
+  local s, err = ssl.wrap(sock, params)
+  if not s then
+    sock:close()
+    return nil, err
+  end
+  local name = t.servername or t.sni
+  if name then s:sni(name) end
+  s:settimeout(timeout)
+  local done
+  done, err = s:dohandshake()
+  if not done then
+    s:close()
+    return nil, err
+  end
+  return s
+end
+
 -- Opens a connection.  Returns conn or nil, err.
 --   opts.timeout  default per-call timeout in seconds (default 5)
+--   opts.tls      TLS parameters (see the top of this file)
 function _M.connect(port, host, opts)
   opts = opts or {}
   host = host or "127.0.0.1"
@@ -94,10 +150,35 @@ function _M.connect(port, host, opts)
     return nil, err
   end
   sock:setoption("tcp-nodelay", true)
-  return setmetatable({
+  local conn = setmetatable({
     sock = sock, host = host, port = port, timeout = timeout,
     buf = "", pending = {}, eof = false, err = nil,
   }, Conn)
+  if opts.tls then
+    local ssock
+    ssock, err = tls_wrap(sock, opts.tls, timeout)
+    if not ssock then return nil, "tls handshake: " .. tostring(err) end
+    conn.sock, conn.tls = ssock, true
+  end
+  return conn
+end
+
+-- The peer's certificate (LuaSec x509 object) on a TLS connection.
+function Conn:peer_certificate()
+  if not self.tls then return nil, "not a TLS connection" end
+  return self.sock:getpeercertificate()
+end
+
+-- LuaSec's info(): { protocol = "TLSv1.3", cipher = ..., ... }.
+function Conn:tls_info()
+  if not self.tls then return nil, "not a TLS connection" end
+  return self.sock:info()
+end
+
+-- The ALPN protocol the server selected, or nil.
+function Conn:alpn()
+  if not self.tls then return nil, "not a TLS connection" end
+  return self.sock:getalpn()
 end
 
 function Conn:settimeout(seconds)
@@ -118,10 +199,29 @@ end
 
 -- Receives whatever is available (up to n bytes), waiting until the deadline
 -- when nothing is.  Returns data, or nil and "timeout" / "closed" / error.
+-- Non-blocking read on a TLS connection, same results as raw_recv.
+local function tls_recv(self, n)
+  if self.tls_eof then return nil, self.tls_eof end
+  self.sock:settimeout(0)
+  local data, err, partial = self.sock:receive(min(n, RECV_SIZE))
+  if data then return data end
+  if err ~= "timeout" and err ~= "wantread" and err ~= "wantwrite" then
+    self.tls_eof = err
+  end
+  if partial and #partial > 0 then return partial end
+  if not self.tls_eof then return nil, "again" end
+  return nil, err
+end
+
+local function recv_any(self, n)
+  if self.tls then return tls_recv(self, n) end
+  return raw_recv(self.sock, n)
+end
+
 local function recv_some(self, n, deadline)
   if self.eof then return nil, self.err or "closed" end
   while true do
-    local data, err = raw_recv(self.sock, n)
+    local data, err = recv_any(self, n)
     if data then return data end
     if err ~= "again" then
       self.eof, self.err = true, err
@@ -204,7 +304,7 @@ local function send_raw(self, data, deadline)
     if last then
       i = last + 1
     else
-      if err ~= "timeout" then return nil, err end
+      if err ~= "timeout" and err ~= "wantwrite" and err ~= "wantread" then return nil, err end
       i = partial + 1
     end
   end
@@ -518,13 +618,22 @@ function Conn:receive_some(n, opts)
   return recv_some(self, n, deadline_of(self, opts))
 end
 
+-- Reads exactly n bytes (buffered input first).  Returns the bytes or
+-- nil, err, what_was_read.
+function Conn:read_exact(n, opts)
+  local pieces = {}
+  local ok, err = read_n(self, n, deadline_of(self, opts), function(p) pieces[#pieces + 1] = p end)
+  if not ok then return nil, err, concat(pieces) end
+  return concat(pieces)
+end
+
 -- True if the peer has closed the connection (or reset it).  Non-blocking:
 -- data that arrived meanwhile is kept for later reads.
 function Conn:closed()
   if self.eof then return true end
   local got = 0
   while got < 1024 * 1024 do
-    local data, err = raw_recv(self.sock, RECV_SIZE)
+    local data, err = recv_any(self, RECV_SIZE)
     if data then
       self.buf = self.buf .. data
       got = got + #data
@@ -562,11 +671,11 @@ end
 -- Sends one request on a new connection and reads the response.
 -- opts: as Conn:request (host = Host header value) plus address (where to
 -- connect, default 127.0.0.1), timeout (whole exchange, default 5 s),
--- interim, discard.  Returns res or nil, err, partial.
+-- interim, discard, tls (see http.connect).  Returns res or nil, err, partial.
 function _M.request(port, opts)
   opts = opts or {}
   local deadline = now() + (opts.timeout or _M.DEFAULT_TIMEOUT)
-  local conn, err = _M.connect(port, opts.address, { timeout = opts.timeout })
+  local conn, err = _M.connect(port, opts.address, { timeout = opts.timeout, tls = opts.tls })
   if not conn then return nil, err end
   local ok
   ok, err = conn:request(opts)

@@ -35,6 +35,10 @@ Mock.__index = Mock
 --   opts.port     port to listen on (default 0: a free one)
 --   opts.verbose  log requests to the mock's stderr (m.stderr_path)
 --   opts.timeout  seconds to wait for the mock to start
+--   opts.tls      { cert = PEM file, key = PEM file, ca = PEM file (optional:
+--                 require a client certificate signed by it) }: serve HTTPS
+--                 (m.tls = true; m:url() and m:count() use https; m:count(tls)
+--                 takes http.connect's tls parameters, e.g. a client certificate)
 -- Returns a mock { port, pid, name, dir, stderr_path, stop = function }.
 -- Raises an error (with the mock's output) if it does not start.
 function _M.start(opts)
@@ -48,13 +52,23 @@ function _M.start(opts)
     cmd[#cmd + 1] = opts.name
   end
   if opts.verbose then cmd[#cmd + 1] = "--verbose" end
+  if opts.tls then
+    for _, a in ipairs{ "--tls-cert", opts.tls.cert, "--tls-key", opts.tls.key } do
+      cmd[#cmd + 1] = a
+    end
+    if opts.tls.ca then
+      cmd[#cmd + 1] = "--tls-ca"
+      cmd[#cmd + 1] = opts.tls.ca
+    end
+  end
   local out = dir .. "/output.log"
   local pid, err = process.start{ cmd = cmd, stdout = out, stderr = out }
   if not pid then
     process.rm_rf(dir)
     error("mock_upstream did not start: " .. tostring(err), 2)
   end
-  local m = setmetatable({ pid = pid, name = opts.name, dir = dir, stderr_path = out }, Mock)
+  local m = setmetatable({ pid = pid, name = opts.name, dir = dir, stderr_path = out,
+                           tls = opts.tls and true or false }, Mock)
   started[m] = true
   local ok, port = pcall(process.wait_for, function()
     local text = process.read_file(portfile)
@@ -87,7 +101,7 @@ function Mock:stop()
 end
 
 function Mock:url(path)
-  return "http://127.0.0.1:" .. tostring(self.port) .. (path or "/")
+  return (self.tls and "https" or "http") .. "://127.0.0.1:" .. tostring(self.port) .. (path or "/")
 end
 
 function Mock:alive()
@@ -95,10 +109,14 @@ function Mock:alive()
 end
 
 -- The mock's own counters, fetched directly: { requests = R, connections = C,
--- rejected = B } (the /count request itself is included in R and C; B counts
--- malformed requests the mock answered with 400, which are not in R).
-function Mock:count()
-  local res, err = http.get(self.port, "/count")
+-- rejected = B, websockets = W } (the /count request itself is included in R
+-- and C; B counts malformed requests the mock answered with 400, which are
+-- not in R; W counts WebSocket upgrades).
+-- tls: http.connect's TLS parameters for a TLS mock (default: no
+-- verification, no client certificate).
+function Mock:count(tls)
+  local res, err = http.get(self.port, "/count", nil,
+                            { tls = self.tls and (tls or { verify = "none" }) or nil })
   if not res then return nil, err end
   return cjson.decode(res.body)
 end

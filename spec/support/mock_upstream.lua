@@ -4,6 +4,8 @@
 -- Usage:
 --   luajit spec/support/mock_upstream.lua [--port N] [--portfile PATH]
 --                                         [--name NAME] [--verbose]
+--                                         [--tls-cert FILE --tls-key FILE
+--                                          [--tls-ca FILE]]
 --
 --   --port 0 (the default) picks a free port.  Once listening, the actual
 --   port is written to --portfile atomically (PATH.tmp, then rename); without
@@ -11,6 +13,12 @@
 --   to every response.  Nothing is logged unless --verbose (a Lua error inside
 --   a connection handler is a bug of this mock and is always reported on
 --   stderr).
+--   --tls-cert/--tls-key (PEM files) serve HTTPS instead (LuaSec, server
+--   mode, TLS 1.2/1.3): every accepted connection does a TLS handshake
+--   first (without blocking the others); a failed handshake just closes it.
+--   --tls-ca FILE also requires a client certificate signed by a CA in FILE.
+--   Over TLS the JSON echo has tls_sni (the SNI name the client sent, or
+--   null) and tls_client (the client certificate's CN, or null).
 --
 -- One process, one thread: every connection is a coroutine, and a scheduler
 -- built on socket.select() resumes it when its socket is readable/writable or
@@ -39,13 +47,25 @@
 --   /upload              count the request body without storing it,
 --                        200 JSON {"received": N}
 --   /count               200 JSON {"requests": R, "connections": C,
---                        "rejected": B}: requests read so far (this one
---                        included), connections accepted, malformed requests
---                        answered 400 (not counted in R)
+--                        "rejected": B, "websockets": W}: requests read so far
+--                        (this one included), connections accepted, malformed
+--                        requests answered 400 (not counted in R), WebSocket
+--                        upgrades answered 101
 --   /header/NAME/VALUE   200 "ok" with response header NAME: VALUE
 --                        (percent-decoded)
 --   /headers?N=V&N=V     200 "ok" with each N: V as a response header, in
 --                        order, repeats allowed (percent-decoded)
+--   /ws                  a WebSocket echo (RFC 6455) when the request is an
+--                        upgrade (Upgrade: websocket, Sec-WebSocket-Key):
+--                        101, then text/binary/continuation frames are echoed
+--                        back (unmasked, same opcode and FIN), ping gets pong,
+--                        close gets a close with the same payload and the
+--                        connection ends; an unmasked client frame gets close
+--                        1002; a text frame "__close__" makes the mock send
+--                        close 1000 "bye" and close.  ?hello=1 sends a text
+--                        frame with the handshake's JSON echo (as below) right
+--                        behind the 101 head, in the same write.  Without
+--                        the upgrade headers: the JSON echo (a plain GET).
 --   anything else        200 JSON echo: {method, path (full request target),
 --                        headers (lower-cased names, repeats joined ", "),
 --                        body, body_length, http_version, server_port,
@@ -58,12 +78,20 @@
 -- Any path accepts ?close=1: answer with `Connection: close` and close.
 -- HEAD requests get the head of the corresponding GET response.
 
+-- spec.support.* from the repository this script is in, whatever the cwd
+do
+  local root = arg and arg[0] and arg[0]:match("^(.*)/spec/support/[^/]*$")
+  if root then package.path = root .. "/?.lua;" .. package.path end
+end
+
 local socket = require "socket"
 local cjson = require "cjson"
 local ffi = require "ffi"
+local ws = require "spec.support.ws"
 
 local arg = arg
 local assert = assert
+local byte = string.byte
 local coroutine = coroutine
 local error = error
 local io = io
@@ -96,7 +124,10 @@ local LINGER_TIMEOUT = 2     -- seconds to drain input on a graceful close
 local BYTES_CHUNK = string.rep("x", CHUNK_SIZE)
 
 pcall(ffi.cdef, "int ioctl(int fd, unsigned long request, ...);")
+pcall(ffi.cdef, "int setsockopt(int fd, int level, int name, const void *val, unsigned int len);")
+pcall(ffi.cdef, "int shutdown(int fd, int how);")
 local TIOCOUTQ = 0x5411
+local SOL_SOCKET, SO_LINGER, SHUT_WR = 1, 13, 1
 
 local REASONS = {
   [100] = "Continue", [101] = "Switching Protocols", [102] = "Processing",
@@ -133,6 +164,12 @@ do
       opts.name = arg[i + 1]; i = i + 2
     elseif a == "--verbose" then
       opts.verbose = true; i = i + 1
+    elseif a == "--tls-cert" then
+      opts.tls_cert = arg[i + 1]; i = i + 2
+    elseif a == "--tls-key" then
+      opts.tls_key = arg[i + 1]; i = i + 2
+    elseif a == "--tls-ca" then
+      opts.tls_ca = arg[i + 1]; i = i + 2
     else
       io.stderr:write("mock_upstream: unknown argument ", tostring(a), "\n")
       os.exit(2)
@@ -142,6 +179,35 @@ do
     io.stderr:write("mock_upstream: --port needs a number\n")
     os.exit(2)
   end
+  if (opts.tls_cert == nil) ~= (opts.tls_key == nil) then
+    io.stderr:write("mock_upstream: --tls-cert and --tls-key go together\n")
+    os.exit(2)
+  end
+end
+
+-- LuaSec's server context (HTTPS mode)
+local ssl, tls_ctx
+if opts.tls_cert then
+  ssl = require "ssl"
+  local err
+  tls_ctx, err = ssl.newcontext{
+    mode = "server", protocol = "any", key = opts.tls_key, certificate = opts.tls_cert,
+    options = { "all", "no_sslv2", "no_sslv3", "no_tlsv1", "no_tlsv1_1" },
+    cafile = opts.tls_ca,
+    verify = opts.tls_ca and { "peer", "fail_if_no_peer_cert" } or "none",
+  }
+  if not tls_ctx then
+    io.stderr:write("mock_upstream: TLS: ", tostring(err), "\n")
+    os.exit(2)
+  end
+end
+
+-- Socket errors that mean "try again when ready" (LuaSec says wantread /
+-- wantwrite where LuaSocket says timeout); returns "r"/"w" or nil.
+local function again(err, default)
+  if err == "timeout" then return default end
+  if err == "wantread" then return "r" end
+  if err == "wantwrite" then return "w" end
 end
 
 local function log(...)
@@ -239,7 +305,7 @@ end
 ---------------------------------------------------------------------------
 -- connection I/O helpers (run inside the connection coroutine)
 
-local stats = { requests = 0, connections = 0, rejected = 0 }
+local stats = { requests = 0, connections = 0, rejected = 0, websockets = 0 }
 local server_port
 
 local Conn = {}
@@ -255,8 +321,9 @@ function Conn:fill()
       self.buf = self.buf .. data
       return true
     end
-    if err ~= "timeout" then return nil, err end
-    wait_io("r", self.sock)
+    local kind = again(err, "r")
+    if not kind then return nil, err end
+    wait_io(kind, self.sock)
   end
 end
 
@@ -294,8 +361,8 @@ function Conn:read_n(n, sink)
     if data and #data > 0 then
       sink(data)
       remaining = remaining - #data
-    elseif err == "timeout" then
-      wait_io("r", self.sock)
+    elseif again(err, "r") then
+      wait_io(again(err, "r"), self.sock)
     else
       return nil, err
     end
@@ -309,9 +376,9 @@ function Conn:send_all(data)
     local last, err, partial = self.sock:send(data, i)
     if last then
       i = last + 1
-    elseif err == "timeout" then
+    elseif again(err, "w") then
       i = partial + 1
-      if i <= n then wait_io("w", self.sock) end
+      if i <= n then wait_io(again(err, "w"), self.sock) end
     else
       return nil, err
     end
@@ -322,7 +389,12 @@ end
 -- Send RST instead of FIN.
 function Conn:reset()
   if self.closed then return end
-  self.sock:setoption("linger", { on = true, timeout = 0 })
+  if self.tls then
+    local l = ffi.new("int[2]", 1, 0) -- struct linger { l_onoff = 1, l_linger = 0 }
+    ffi.C.setsockopt(self.sock:getfd(), SOL_SOCKET, SO_LINGER, l, 8)
+  else
+    self.sock:setoption("linger", { on = true, timeout = 0 })
+  end
   self.sock:close()
   self.closed = true
   log("conn %d: reset", self.id)
@@ -344,15 +416,21 @@ end
 -- so unread pipelined requests do not turn our close into a RST.
 function Conn:graceful_close()
   if self.closed then return end
-  self.sock:shutdown("send")
+  if self.tls then
+    -- LuaSec has no half-close: a FIN without close_notify (an EOF to the peer)
+    ffi.C.shutdown(self.sock:getfd(), SHUT_WR)
+  else
+    self.sock:shutdown("send")
+  end
   local deadline = now() + LINGER_TIMEOUT
   self.buf = ""
   while true do
     local data, err, partial = self.sock:receive(CHUNK_SIZE)
     data = data or partial
     if not (data and #data > 0) then
-      if err ~= "timeout" then break end
-      if wait_io("r", self.sock, deadline) == "timeout" then break end
+      local kind = again(err, "r")
+      if not kind then break end
+      if wait_io(kind, self.sock, deadline) == "timeout" then break end
     end
   end
   self.sock:close()
@@ -368,8 +446,9 @@ function Conn:idle_until_peer_closes()
     local data, err, partial = self.sock:receive(CHUNK_SIZE)
     data = data or partial
     if not (data and #data > 0) then
-      if err ~= "timeout" then break end
-      wait_io("r", self.sock)
+      local kind = again(err, "r")
+      if not kind then break end
+      wait_io(kind, self.sock)
     end
   end
   self.sock:close()
@@ -594,6 +673,16 @@ function handlers.echo(conn, req)
     connection_id = conn.id,
     connection_request = conn.requests,
   }
+  if conn.tls then
+    obj.tls_sni = conn.sock:getsniname() or cjson.null
+    obj.tls_client = cjson.null
+    local peer = conn.sock:getpeercertificate()
+    if peer then
+      for _, e in ipairs(peer:subject()) do
+        if e.name == "commonName" then obj.tls_client = e.value end
+      end
+    end
+  end
   return respond(conn, req, 200, cjson.encode(obj), nil, "application/json")
 end
 
@@ -709,8 +798,78 @@ end
 function handlers.count(conn, req)
   return respond(conn, req, 200, cjson.encode({
     requests = stats.requests, connections = stats.connections,
-    rejected = stats.rejected,
+    rejected = stats.rejected, websockets = stats.websockets,
   }), nil, "application/json")
+end
+
+-- WebSocket echo (see the top of this file).
+local function read_bytes(conn, n)
+  local pieces = {}
+  local ok, err = conn:read_n(n, function(p) pieces[#pieces + 1] = p end)
+  if not ok then return nil, err end
+  return concat(pieces)
+end
+
+local function ws_echo(conn)
+  while true do
+    local h = read_bytes(conn, 2)
+    if not h then return end
+    local fin, opcode, masked, len = ws.decode_head(byte(h, 1), byte(h, 2))
+    if len >= 126 then
+      local ext = read_bytes(conn, len == 126 and 2 or 8)
+      if not ext then return end
+      len = ws.be_number(ext)
+    end
+    local key
+    if masked then
+      key = read_bytes(conn, 4)
+      if not key then return end
+    end
+    local payload = len > 0 and read_bytes(conn, len) or ""
+    if not payload then return end
+    if not masked then
+      log("conn %d: websocket: unmasked frame", conn.id)
+      conn:send_all(ws.encode_frame(8, ws.close_payload(1002, "frame not masked")))
+      return
+    end
+    payload = ws.apply_mask(payload, key)
+    log("conn %d: websocket: opcode %d, %d bytes", conn.id, opcode, #payload)
+    if opcode == 8 then
+      conn:send_all(ws.encode_frame(8, payload))
+      return
+    elseif opcode == 9 then
+      if not conn:send_all(ws.encode_frame(10, payload)) then return end
+    elseif opcode == 1 and payload == "__close__" then
+      conn:send_all(ws.encode_frame(8, ws.close_payload(1000, "bye")))
+      return
+    elseif opcode <= 2 then
+      if not conn:send_all(ws.encode_frame(opcode, payload, { fin = fin })) then return end
+    end
+  end
+end
+
+function handlers.ws(conn, req)
+  local key = req.headers["sec-websocket-key"]
+  if not (key and header_has_token(req.headers["upgrade"], "websocket")) then
+    return handlers.echo(conn, req)
+  end
+  stats.websockets = stats.websockets + 1
+  local head = build_head(nil, 101, {
+    { "Upgrade", "websocket" },
+    { "Connection", "Upgrade" },
+    { "Sec-WebSocket-Accept", ws.accept_key(key) },
+  })
+  local hello = ""
+  if req.query and query_get(req.query, "hello") == "1" then
+    hello = ws.encode_frame(1, cjson.encode({
+      path = req.target, headers = req.headers, upstream = opts.name,
+      connection_id = conn.id,
+    }))
+  end
+  if not conn:send_all(head .. hello) then return false end
+  ws_echo(conn)
+  if not conn.closed then conn:graceful_close() end
+  return false
 end
 
 function handlers.header(conn, req, name, value)
@@ -736,6 +895,7 @@ local routes = {
   { "^/count$", handlers.count },
   { "^/header/([^/]+)/(.*)$", handlers.header },
   { "^/headers$", handlers.headers },
+  { "^/ws$", handlers.ws },
 }
 
 local function route(path)
@@ -749,7 +909,23 @@ end
 ---------------------------------------------------------------------------
 -- connection loop
 
+-- TLS: the server handshake, without blocking the other connections.
+local function tls_handshake(conn)
+  while true do
+    local ok, err = conn.sock:dohandshake()
+    if ok then return true end
+    local kind = again(err, "r")
+    if not kind then
+      log("conn %d: TLS handshake failed: %s", conn.id, tostring(err))
+      conn.sock:close(); conn.closed = true
+      return false
+    end
+    wait_io(kind, conn.sock)
+  end
+end
+
 local function serve(conn)
+  if conn.tls and not tls_handshake(conn) then return end
   while not conn.closed do
     local req, err, status = read_head(conn)
     if not req then
@@ -826,7 +1002,7 @@ else
   io.stdout:write(tostring(server_port), "\n")
   io.stdout:flush()
 end
-log("listening on http://127.0.0.1:%d", server_port)
+log("listening on %s://127.0.0.1:%d", tls_ctx and "https" or "http", server_port)
 
 local next_id = 0
 
@@ -843,10 +1019,24 @@ local function accept_all()
       client:setoption("tcp-nodelay", true)
       next_id = next_id + 1
       local conn = setmetatable({ sock = client, buf = "", id = next_id, requests = 0 }, Conn)
-      log("conn %d: accepted", conn.id)
-      local co = coroutine.create(serve)
-      conns[co] = conn
-      resume(co, conn)
+      local ok = true
+      if tls_ctx then
+        local wrapped, werr = ssl.wrap(client, tls_ctx)
+        if wrapped then
+          wrapped:settimeout(0)
+          conn.sock, conn.tls = wrapped, true
+        else
+          always_log("conn %d: ssl.wrap failed: %s", conn.id, tostring(werr))
+          client:close()
+          ok = false
+        end
+      end
+      if ok then
+        log("conn %d: accepted", conn.id)
+        local co = coroutine.create(serve)
+        conns[co] = conn
+        resume(co, conn)
+      end
     end
   end
 end

@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- cors on requests parsed by the gateway's C, without a server: the headers
 -- of preflights the gateway answers, and of responses from the upstream.
 

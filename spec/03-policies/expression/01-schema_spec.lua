@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- expression: the policy's options and the `expression` condition's;
 -- Express Gateway's JavaScript refused with the Lua to write; the header's
 -- first example loads and serves.

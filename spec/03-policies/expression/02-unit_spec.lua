@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- expression (policy and condition) on requests parsed by the gateway's C.
 
 local testing = require "tollgate.testing"

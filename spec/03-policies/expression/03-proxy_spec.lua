@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- expression (policy and condition) in the real binary, with a mock upstream.
 
 local gateway = require "spec.support.gateway"

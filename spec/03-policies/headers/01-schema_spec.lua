@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- headers: options, defaults and refusals; the header's first example loads
 -- and serves.
 

@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- headers on requests parsed by the gateway's C: what goes upstream.
 
 local testing = require "tollgate.testing"

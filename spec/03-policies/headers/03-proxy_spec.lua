@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- headers in the real binary: the mock upstream echoes what it received.
 
 local gateway = require "spec.support.gateway"

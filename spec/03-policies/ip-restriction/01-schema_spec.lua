@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- ip-restriction: options, CIDR parsing and its refusals; the header's first
 -- example loads and serves.
 

@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- ip-restriction on requests from given client addresses (the C test kit
 -- sets the peer address, IPv4 or IPv6).
 

@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- ip-restriction in the real binary: the client is 127.0.0.1.
 
 local gateway = require "spec.support.gateway"

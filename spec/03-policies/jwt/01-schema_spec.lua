@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- jwt: the options, as the schema and the constructor take them (Express
 -- Gateway's names and defaults; what tollgate cannot do yet is refused at
 -- load with a message saying so).

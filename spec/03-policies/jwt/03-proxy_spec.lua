@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- jwt: the real binary on real sockets, a mock upstream, tokens minted by
 -- spec.support.jwt (keys written next to the config).
 

@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- log: options and refusals; the header's first example loads and logs.
 
 local testing = require "tollgate.testing"

@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- log on requests parsed by the gateway's C: the line logged at info, and
 -- the request going on.
 

@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- log in the real binary: the line in the gateway's error log (stderr), the
 -- request proxied as usual.
 

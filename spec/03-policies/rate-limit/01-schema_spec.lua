@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- rate-limit: the options, as the schema and the constructor take them
 -- (Express Gateway's names and defaults; rateLimitBy templates compiled at
 -- load, JavaScript that cannot be evaluated refused with a message).

@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- rate-limit: the policy on requests, with no server (tollgate.testing):
 -- the real shared-dictionary counters, the test clock (which also moves the
 -- dictionary's expiry, and which the policy's sleep moves).

@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- request-transformer: options and refusals; the header's first example
 -- loads and serves.
 

@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- request-transformer on requests parsed by the gateway's C: the headers
 -- and the body that go upstream.
 
@@ -65,6 +66,10 @@ local CASES = {
   { "a form: fields added and removed, others kept as sent",
     { body = { add = { src = "'gw one'", a = "'x&y'" }, remove = { "pw" } } },
     post("a=1&pw=secret&b=hello+world%21", FORM), { body = "a=x%26y&b=hello+world%21&src=gw%20one" } },
+  { "a form with a charset", { body = { remove = { "b" } } },
+    post("a=1&b=2", { ["Content-Type"] = "application/x-www-form-urlencoded; charset=UTF-8" }), { body = "a=1" } },
+  { "a look-alike type is not a form", { body = { remove = { "b" } } },
+    post("a=1&b=2", { ["Content-Type"] = "application/x-www-form-urlencoded-ish" }), { body = "a=1&b=2" } },
   { "a form with bracketed names is left alone", { body = { add = { a = "'1'" } } },
     post("user[name]=bob", FORM), { body = "user[name]=bob" } },
 }

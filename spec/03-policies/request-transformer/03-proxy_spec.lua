@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- request-transformer in the real binary: the mock upstream echoes the
 -- headers and body it received.
 

@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- response-transformer: options and refusals (request-transformer's
 -- schema); the header's first example loads and serves.
 

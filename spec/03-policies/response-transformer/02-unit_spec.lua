@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- response-transformer on upstream answers played by the test kit: the
 -- headers and body the client gets.
 

@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- response-transformer in the real binary: the mock upstream's JSON echo,
 -- edited on its way to the client.
 

@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- rewrite: options, the plugin's conditions and their refusals; the header's
 -- first example loads and serves.
 

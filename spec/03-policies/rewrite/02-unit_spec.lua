@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- rewrite and its conditions on requests parsed by the gateway's C: the URL
 -- that goes upstream, redirects, path-to-regexp and String.replace details.
 
@@ -43,7 +44,8 @@ local CASES = {
     { path = "/a" }, { upstream = "/b" } },
   { "a repeated value", { "pathmatch", "/files/:rest*" }, { rewrite = "/static/:rest*" },
     { path = "/files/a/b/c.txt" }, { upstream = "/static/a/b/c.txt" } },
-  { "a custom pattern, and an escaped ? (plain ? makes a value optional)", { "pathmatch", "/v:n(\\d+)/:r" }, { rewrite = "/api/:r\\?version=:n" },
+  { "a custom pattern, and an escaped ? (plain ? makes a value optional)", { "pathmatch", "/v:n(\\d+)/:r" },
+    { rewrite = "/api/:r\\?version=:n" },
     { path = "/v2/users" }, { upstream = "/api/users?version=2" } },
   { "percent-escapes in a value are kept", { "pathmatch", "/q/:term" }, { rewrite = "/search/:term" },
     { path = "/q/a%20b%2Fc" }, { upstream = "/search/a%20b%2Fc" } },

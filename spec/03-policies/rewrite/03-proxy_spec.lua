@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- rewrite in the real binary: rewritten URLs reach the mock upstream,
 -- redirects come from the gateway.
 

@@ -1,0 +1,276 @@
+#!/usr/bin/env bash
+# bench/reload.sh: the cost of hot reloads (issue 4's performance figures).
+#
+#   make && ./bench/reload.sh [--quick]
+#
+#   (a) reload time per worker, config of ROUTES routes: the workers' "in X ms" lines (target < 50 ms)
+#   (b) throughput (wrk, one worker on core 0) without reloads and with a reload every second,
+#       with the ROUTES-route config and with bench/run.sh's one-route proxy config (target: within 5 %)
+#   (c) MEM_RELOADS reloads of the ROUTES-route config: worker RSS after the first and after the
+#       last (target: within 5 MB)
+#   (d) LOAD_RELOADS reloads in a row under a steady load (keep-alive + new connections,
+#       spec/04-reload/load.lua): failed requests, resets, non-2xx (target: all zero)
+#
+# Environment: ROUTES (1000), TIME_RELOADS (30), MEM_RELOADS (1000), LOAD_RELOADS (100),
+#              DURATION (s, 10), WARMUP (s, 2), CONNECTIONS (50), ROUNDS (2: without, with, without,
+#              with...; medians), TOLLGATE (build/tollgate), KEEP_TMP=1 keeps the temp dir.
+# --quick: ROUTES=1000 TIME_RELOADS=10 MEM_RELOADS=100 LOAD_RELOADS=20 DURATION=5 ROUNDS=1 unless set.
+#
+# Layout (2 cores), as bench/run.sh: the gateway (master and its one worker) on core 0; the nginx
+# upstream, wrk and the load generator on core 1. Everything on 127.0.0.1; every process stopped by PID.
+set -euo pipefail
+PROG=reload.sh
+
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+
+QUICK=0
+for a in "$@"; do
+    case "$a" in
+        --quick) QUICK=1 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "reload.sh: unknown argument: $a" >&2; usage >&2; exit 2 ;;
+    esac
+done
+if [[ $QUICK == 1 ]]; then
+    TIME_RELOADS=${TIME_RELOADS:-10}; MEM_RELOADS=${MEM_RELOADS:-100}; LOAD_RELOADS=${LOAD_RELOADS:-20}
+    DURATION=${DURATION:-5}; ROUNDS=${ROUNDS:-1}
+fi
+ROUTES=${ROUTES:-1000}
+TIME_RELOADS=${TIME_RELOADS:-30}
+MEM_RELOADS=${MEM_RELOADS:-1000}
+LOAD_RELOADS=${LOAD_RELOADS:-100}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+CONNECTIONS=${CONNECTIONS:-50}
+ROUNDS=${ROUNDS:-2}
+KEEP_TMP=${KEEP_TMP:-0}
+
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_setup
+raise_fd_limit 4096
+
+# ---------------------------------------------------------------- helpers
+# Two variants of each config (every reload is a real change): $T/NAME/{a,b}.yml
+routes_config() {   # routes_config NAME N: the N-route config (spec/04-reload/routes.lua)
+    local name=$1 n=$2 v
+    mkdir -p "$T/$name"
+    for v in a b; do
+        luajit spec/04-reload/routes.lua "$n" "$UP_PORT" "$v" "watch: false" "logLevel: debug" >"$T/$name/$v.yml"
+    done
+    cp "$T/$name/a.yml" "$T/$name/gateway.config.yml"
+}
+small_config() {    # small_config NAME: bench/run.sh's one-route proxy config
+    local name=$1 v
+    mkdir -p "$T/$name"
+    for v in a b; do
+        tollgate_config "      - terminate:
+          - condition: { name: pathExact, path: /never-$v }
+            action: { statusCode: 404 }
+$TOLLGATE_PROXY_STEP" "  watch: false
+  logLevel: debug" >"$T/$name/$v.yml"
+    done
+    cp "$T/$name/a.yml" "$T/$name/gateway.config.yml"
+}
+
+declare -A MASTER WORKER
+# reload NAME GEN: write the next variant, SIGHUP the master, wait (10 s at most) until the worker
+# logs generation GEN; prints the worker's "in X ms".
+reload() {
+    local name=$1 gen=$2 dir="$T/$1" ms=
+    if (( gen % 2 )); then cp "$dir/a.yml" "$dir/gateway.config.yml"; else cp "$dir/b.yml" "$dir/gateway.config.yml"; fi
+    kill -HUP "${MASTER[$name]}"
+    local deadline=$(( SECONDS + 10 ))
+    while [[ -z $ms ]]; do
+        ms=$(grep -F "configuration reloaded (generation $gen) in " "$dir/stderr.log" | sed -n 's/.* in \([0-9.]*\) ms$/\1/p' | tail -1 || true)
+        [[ -n $ms ]] && break
+        (( SECONDS < deadline )) || die "$name: generation $gen was not logged within 10 s: $(tail -5 "$dir/stderr.log")"
+        kill -0 "${WORKER[$name]}" 2>/dev/null || die "$name: worker ${WORKER[$name]} died: $(tail -5 "$dir/stderr.log")"
+        sleep 0.005
+    done
+    echo "$ms"
+}
+
+stats() {   # stats < numbers -> "min median p90 max mean"
+    sort -g | awk '{ a[NR] = $1; s += $1 } END {
+        if (NR == 0) { print "- - - - -"; exit }
+        p = int(NR * 0.9 + 0.5); if (p < 1) p = 1; if (p > NR) p = NR
+        m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
+        printf "%.1f %.1f %.1f %.1f %.1f\n", a[1], m, a[p], a[NR], s / NR }'
+}
+
+# ms between the master's "SIGHUP: checking" line and the worker's reload line, per reload
+end_to_end() {   # end_to_end STDERR_LOG
+    awk '
+        function t(s,   h, m, sec) { split(substr(s, 12, 12), h, ":"); return (h[1] * 3600 + h[2] * 60 + h[3]) * 1000 }
+        / master [0-9]+: SIGHUP: checking / { start = t($1) }
+        / configuration reloaded \(generation / { if (start) { d = t($1) - start; if (d < 0) d += 86400000; print d; start = 0 } }
+    ' "$1"
+}
+
+start_upstream
+preflight
+print_header "Tollgate reload bench" "ROUTES=$ROUTES TIME_RELOADS=$TIME_RELOADS MEM_RELOADS=$MEM_RELOADS LOAD_RELOADS=$LOAD_RELOADS DURATION=${DURATION}s WARMUP=${WARMUP}s CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS (gateway -w 1 on core 0, upstream + wrk + load on core 1)"
+echo
+
+# ---------------------------------------------------------------- (a) reload time
+routes_config big "$ROUTES"
+echo "config: $ROUTES apiEndpoints (distinct hosts h<i>.example.com, paths /api/<i> and /api/<i>/*), one pipeline each"
+echo "        (terminate; every 4th also rate-limit, every 4th jwt with a secret, every 2nd a pathMatch condition),"
+echo "        plus a catch-all proxying to the upstream: $(wc -l <"$T/big/a.yml") lines, $(wc -c <"$T/big/a.yml") bytes"
+start_tollgate big
+BIG_MASTER=$TG_MASTER BIG_WORKER=$TG_WORKER BIG_PORT=$TG_PORT
+MASTER[big]=$TG_MASTER WORKER[big]=$TG_WORKER
+wait_http "http://127.0.0.1:$BIG_PORT/" || die "the $ROUTES-route gateway does not answer 200 on /"
+[[ $(curl -s -H "Host: h3.example.com" "http://127.0.0.1:$BIG_PORT/api/3") == "route 3 a" ]] || die "route 3 does not answer"
+TIMEFORMAT=%R
+check_ms=$( { time "$TOLLGATE" -t -c "$T/big/a.yml" >/dev/null 2>&1; } 2>&1 )
+
+echo
+echo "==== (a) reload time, $ROUTES routes, $TIME_RELOADS reloads by SIGHUP (idle gateway)"
+GEN=1
+: >"$T/big/times.txt"
+for (( i=1; i<=TIME_RELOADS; i++ )); do
+    GEN=$(( GEN + 1 ))
+    reload big "$GEN" >>"$T/big/times.txt"
+done
+read -r a_min a_med a_p90 a_max a_mean < <(stats <"$T/big/times.txt")
+read -r e_min e_med e_p90 e_max e_mean < <(end_to_end "$T/big/stderr.log" | stats)
+printf '%-44s %8s %8s %8s %8s %8s\n' '' min median p90 max mean
+printf '%-44s %8s %8s %8s %8s %8s\n' "worker: new generation built and swapped, ms" "$a_min" "$a_med" "$a_p90" "$a_max" "$a_mean"
+printf '%-44s %8s %8s %8s %8s %8s\n' "SIGHUP to reloaded (master check + worker), ms" "$e_min" "$e_med" "$e_p90" "$e_max" "$e_mean"
+echo "(for scale: \`tollgate -t\` on this config, a whole process, takes ${check_ms} s)"
+A_MED=$a_med A_MAX=$a_max
+[[ $(curl -s -H "Host: h3.example.com" "http://127.0.0.1:$BIG_PORT/api/3") =~ ^route\ 3\ [ab]$ ]] || die "route 3 does not answer after the reloads"
+
+# ---------------------------------------------------------------- (b) throughput with a reload every second
+reload_loop() {   # reload_loop NAME SECONDS MASTER: a reload (next variant + SIGHUP) every second, in the background
+    local name=$1 secs=$2 dir="$T/$1" i
+    for (( i=1; i<=secs; i++ )); do
+        sleep 1
+        if (( i % 2 )); then cp "$dir/b.yml" "$dir/gateway.config.yml"; else cp "$dir/a.yml" "$dir/gateway.config.yml"; fi
+        kill -HUP "$3" 2>/dev/null || return 0
+    done
+}
+count_reloads() { grep -c "configuration reloaded" "$T/$1/stderr.log" || true; }
+
+declare -A B_RELOADS
+bench_pair() {   # bench_pair NAME PORT MASTER WORKER
+    local name=$1 port=$2 master=$3 worker=$4 round r0 lp
+    for (( round=1; round<=ROUNDS; round++ )); do
+        bench_one "$name-plain" "$round" "$port" "$master" "$worker"
+        r0=$(count_reloads "$name")
+        reload_loop "$name" $(( WARMUP + DURATION + 1 )) "$master" &
+        lp=$!
+        PIDS+=("$lp")
+        bench_one "$name-reload" "$round" "$port" "$master" "$worker"
+        kill "$lp" 2>/dev/null || true
+        wait "$lp" 2>/dev/null || true
+        B_RELOADS[$name#$round]=$(( $(count_reloads "$name") - r0 ))
+        echo "    reloads during the warm-up + measured run: ${B_RELOADS[$name#$round]}"
+    done
+}
+
+echo
+echo "==== (b) throughput: GET / (proxied to the upstream) through one worker, ${DURATION}s, $CONNECTIONS connections, without reloads and with one every second"
+bench_pair big "$BIG_PORT" "$BIG_MASTER" "$BIG_WORKER"
+check_worker big "$BIG_MASTER" "$BIG_WORKER"
+
+small_config small
+start_tollgate small
+SMALL_MASTER=$TG_MASTER SMALL_WORKER=$TG_WORKER SMALL_PORT=$TG_PORT
+MASTER[small]=$TG_MASTER WORKER[small]=$TG_WORKER
+wait_http "http://127.0.0.1:$SMALL_PORT/" || die "the one-route gateway does not answer 200"
+bench_pair small "$SMALL_PORT" "$SMALL_MASTER" "$SMALL_WORKER"
+check_worker small "$SMALL_MASTER" "$SMALL_WORKER"
+kill -TERM "$SMALL_MASTER" 2>/dev/null || true
+
+echo
+row() { printf '%-22s %12s %12s %10s %10s %9s %9s %8s\n' "$@"; }
+row config 'req/s plain' 'req/s reload' 'change' 'p99 plain' 'p99 reload' non-2xx sockerr
+declare -A B_CHANGE
+for name in big small; do
+    label=$([[ $name == big ]] && echo "$ROUTES routes" || echo "1 route (run.sh)")
+    for (( round=1; round<=ROUNDS; round++ )); do
+        p="$name-plain#$round" q="$name-reload#$round"
+        row "$label$(multi " #$round")" "${RPS[$p]}" "${RPS[$q]}" \
+            "$(awk -v a="${RPS[$p]}" -v b="${RPS[$q]}" 'BEGIN { printf "%+.1f%%", 100 * (b - a) / a }')" \
+            "${P99[$p]}" "${P99[$q]}" "$(( NON2XX[$p] + NON2XX[$q] ))" "$(( SOCKERR[$p] + SOCKERR[$q] ))"
+    done
+    mp=$(median "$name-plain" RPS) mq=$(median "$name-reload" RPS)
+    B_CHANGE[$name]=$(awk -v a="$mp" -v b="$mq" 'BEGIN { printf "%+.1f", 100 * (b - a) / a }')
+    if (( ROUNDS > 1 )); then
+        row "$label median" "$mp" "$mq" "${B_CHANGE[$name]}%" "" "" "" ""
+    fi
+done
+disturbance_warnings big-plain big-reload small-plain small-reload
+
+# ---------------------------------------------------------------- (c) memory over many reloads
+echo
+echo "==== (c) $MEM_RELOADS reloads of the $ROUTES-route config (SIGHUP, each waited for): worker RSS"
+printf '%-18s %12s %12s %16s\n' 'after reload' 'worker KB' 'master KB' 'generations closed'
+C_FIRST= C_LAST=
+for (( i=1; i<=MEM_RELOADS; i++ )); do
+    GEN=$(( GEN + 1 ))
+    reload big "$GEN" >/dev/null
+    if (( i == 1 || i % (MEM_RELOADS / 10 > 0 ? MEM_RELOADS / 10 : 1) == 0 || i == MEM_RELOADS )); then
+        # a request served in between (the generation in use, then the old one closed)
+        curl -s -o /dev/null -H "Host: h5.example.com" "http://127.0.0.1:$BIG_PORT/api/5"
+        rss=$(rss_kb "$BIG_WORKER")
+        printf '%-18s %12s %12s %16s\n' "$i" "$rss" "$(rss_kb "$BIG_MASTER")" "$(grep -c "generation [0-9]* closed" "$T/big/stderr.log" || true)"
+        [[ $i == 1 ]] && C_FIRST=$rss
+        C_LAST=$rss
+    fi
+done
+echo "worker RSS change from the first reload to the last: $(( C_LAST - C_FIRST )) KB"
+
+# ---------------------------------------------------------------- (d) reloads under a steady load
+echo
+echo "==== (d) $LOAD_RELOADS reloads in a row (each waited for) under a steady load, $ROUTES-route config"
+echo "load: spec/04-reload/load.lua on core 1, 8 keep-alive connections back to back + 4 connections at a time with one request each, GET /echo/* proxied to the upstream"
+mkdir -p "$T/load"
+taskset -c 1 luajit spec/04-reload/load.lua --port "$BIG_PORT" --keepalive 8 --fresh 4 --path /echo \
+    --stopfile "$T/load/stop" --out "$T/load/out.json" --progress "$T/load/progress" --max-seconds 600 \
+    >"$T/load/log" 2>&1 &
+LOAD_PID=$!
+PIDS+=("$LOAD_PID")
+deadline=$(( SECONDS + 10 ))
+until [[ $(cut -d' ' -f1 "$T/load/progress" 2>/dev/null || echo 0) -ge 500 ]]; do
+    (( SECONDS < deadline )) || die "the load does not flow: $(cat "$T/load/log")"
+    sleep 0.01
+done
+t0=$(date +%s.%N)
+for (( i=1; i<=LOAD_RELOADS; i++ )); do
+    GEN=$(( GEN + 1 ))
+    reload big "$GEN" >>"$T/load/times.txt"
+done
+t1=$(date +%s.%N)
+touch "$T/load/stop"
+for _ in $(seq 1000); do kill -0 "$LOAD_PID" 2>/dev/null || break; sleep 0.01; done
+wait "$LOAD_PID" || die "load.lua failed: $(cat "$T/load/log")"
+[[ -s $T/load/out.json ]] || die "load.lua wrote no result: $(cat "$T/load/log")"
+D=$(RESULT="$T/load/out.json" luajit -e '
+    local s = require("cjson").decode(io.open(os.getenv("RESULT")):read("*a"))
+    print(s.requests, s.ok, s.failed, s.resets, s.non2xx, s.keepalive_requests, s.fresh_requests, s.reconnects,
+          ("%.1f"):format(s.seconds))
+    for _, e in ipairs(s.errors) do io.stderr:write("    error: ", e, "\n") end')
+read -r d_req d_ok d_failed d_resets d_non2xx d_ka d_fresh d_reconn d_secs <<<"$D"
+read -r l_min l_med l_p90 l_max l_mean < <(stats <"$T/load/times.txt")
+echo "reloads: $LOAD_RELOADS in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s; worker reload time under load: median $l_med ms, p90 $l_p90 ms, max $l_max ms"
+echo "requests: $d_req in ${d_secs} s ($d_ka keep-alive, $d_fresh on new connections; $d_reconn keep-alive reconnects)"
+echo "complete 2xx: $d_ok   failed: $d_failed   resets: $d_resets   non-2xx: $d_non2xx"
+check_worker big "$BIG_MASTER" "$BIG_WORKER"
+
+# ---------------------------------------------------------------- summary
+echo
+echo "==== summary (targets from issue 4)"
+verdict() { if [[ $1 == 1 ]]; then echo met; else echo "NOT met"; fi; }
+echo "(a) reload of $ROUTES routes per worker: median $A_MED ms, max $A_MAX ms (target < 50 ms): $(verdict "$(awk -v m="$A_MED" 'BEGIN { print (m < 50) ? 1 : 0 }')")"
+echo "(b) throughput with a reload every second vs without: $ROUTES routes ${B_CHANGE[big]}%, 1 route ${B_CHANGE[small]}% (target within 5 %):" \
+    "$ROUTES routes $(verdict "$(awk -v c="${B_CHANGE[big]}" 'BEGIN { print (c > -5 && c < 5) ? 1 : 0 }')")," \
+    "1 route $(verdict "$(awk -v c="${B_CHANGE[small]}" 'BEGIN { print (c > -5 && c < 5) ? 1 : 0 }')")"
+echo "(c) worker RSS after reload 1: $C_FIRST KB, after reload $MEM_RELOADS: $C_LAST KB, $(( C_LAST - C_FIRST )) KB (target within 5120 KB): $(verdict $(( C_LAST - C_FIRST < 5120 && C_FIRST - C_LAST < 5120 )))"
+echo "(d) $LOAD_RELOADS reloads under load: $d_failed failed, $d_resets resets, $d_non2xx non-2xx of $d_req requests (target all zero): $(verdict $(( d_failed + d_resets + d_non2xx == 0 )))"
+echo
+check_logs "$T/big/stderr.log" "$T/small/stderr.log" "$T/upstream/error.log"
+echo "done."
