@@ -8,11 +8,12 @@ local H = require "spec.04-reload.helpers"
 local gateway = require "spec.support.gateway"
 local routes = require "spec.04-reload.routes"
 local mock = require "spec.support.mock"
+local process = require "spec.support.process"
 
 local RELOADS, ROUTES = 200, 200
 
 describe("memory across reloads", function()
-  local up
+  local up, master_rss
   setup(function() up = mock.start{ name = "mem-up" } end)
   teardown(function()
     gateway.cleanup_all()
@@ -31,6 +32,7 @@ describe("memory across reloads", function()
     finally(function() conn:close() end)
 
     local first
+    master_rss = {}
     for i = 1, RELOADS do
       r:write(cfg(i))
       assert(r.g:signal("HUP"))
@@ -47,9 +49,13 @@ describe("memory across reloads", function()
       end
       res = assert(r:get("/echo/" .. i))
       assert.equal(200, res.status)
-      if i == 1 then first = r:rss() end
+      if i == 1 then
+        first = r:rss()
+        master_rss.first = process.rss_kb(r.g.pid)
+      end
     end
     local last = r:rss()
+    master_rss.last = process.rss_kb(r.g.pid)
     for w = 1, #r.workers do
       assert.is_true(last[w] - first[w] < 5 * 1024,
         ("worker %d: RSS %d KB after the first reload, %d KB after the last (%+d KB)")
@@ -59,5 +65,13 @@ describe("memory across reloads", function()
     for _, pid in ipairs(r.workers) do
       r:wait_count("worker " .. pid .. ": generation %d+ closed", RELOADS)
     end
+  end)
+
+  -- the master checks every new config in a Lua state of its own, closed after
+  it("... and the master's RSS too", function()
+    assert.is_table(master_rss, "the previous spec did not run")
+    assert.is_true(master_rss.last - master_rss.first < 5 * 1024,
+      ("master: RSS %d KB after the first reload, %d KB after the last (%+d KB)")
+        :format(master_rss.first, master_rss.last, master_rss.last - master_rss.first))
   end)
 end)

@@ -53,9 +53,9 @@ describe("coffee-shop example", function()
     end, 5, "services.lua to print both 'listening on' lines")
 
     -- a token from the example's own minting script
-    local code, out = process.run{ cmd = { EXAMPLE .. "/mint-token.sh", "spec-user" } }
-    assert.equal(0, code, out)
-    TOKEN = out:match("^(%S+)")
+    local code, minted = process.run{ cmd = { EXAMPLE .. "/mint-token.sh", "spec-user" } }
+    assert.equal(0, code, minted)
+    TOKEN = minted:match("^(%S+)")
 
     -- the gateway, with the example's files unchanged
     g = gateway.start{
