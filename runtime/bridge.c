@@ -143,6 +143,21 @@ static char *str_field(lua_State *L, int idx, const char *name, const char *dflt
     return copy;
 }
 
+/* A list of file names at idx (anything else: none) into s->files. */
+static void read_files(lua_State *L, int idx, tg_settings_t *s)
+{
+    if (!lua_istable(L, idx))
+        return;
+    int n = (int) lua_objlen(L, idx);
+    s->files = tg_calloc((size_t) n + 1, sizeof(char *));
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, i);
+        if (lua_isstring(L, -1))
+            s->files[s->nfiles++] = tg_strndup(lua_tostring(L, -1), lua_objlen(L, -1));
+        lua_pop(L, 1);
+    }
+}
+
 static void read_settings(lua_State *L, int idx, tg_settings_t *s)
 {
     tg_settings_free(s);
@@ -205,16 +220,7 @@ static void read_settings(lua_State *L, int idx, tg_settings_t *s)
     }
     lua_pop(L, 1);
     lua_getfield(L, idx, "files");
-    if (lua_istable(L, -1)) {
-        int n = (int) lua_objlen(L, -1);
-        s->files = tg_calloc((size_t) n + 1, sizeof(char *));
-        for (int i = 1; i <= n; i++) {
-            lua_rawgeti(L, -1, i);
-            if (lua_isstring(L, -1))
-                s->files[s->nfiles++] = tg_strndup(lua_tostring(L, -1), lua_objlen(L, -1));
-            lua_pop(L, 1);
-        }
-    }
+    read_files(L, lua_gettop(L), s);
     lua_pop(L, 1);
 
     lua_getfield(L, idx, "listen");
@@ -247,16 +253,18 @@ int tg_lua_load_config(lua_State *L, const char *path, tg_settings_t *s, int ser
     lua_getfield(L, -1, "load");
     lua_pushstring(L, path);
     lua_pushboolean(L, serve);
-    if (lua_pcall(L, 2, 2, top + 1) != 0)
+    if (lua_pcall(L, 2, 3, top + 1) != 0)
         goto failed;
-    if (lua_isnil(L, -2)) {
-        /* An expected failure: a config error, already a clear sentence. */
-        snprintf(errbuf, sizeof(errbuf), "%s", lua_tostring(L, -1));
+    if (lua_isnil(L, -3)) {
+        /* An expected failure: a config error, already a clear sentence;
+         * the files it read still matter to the master's watching. */
+        snprintf(errbuf, sizeof(errbuf), "%s", lua_tostring(L, -2));
         *err = errbuf;
+        read_files(L, lua_gettop(L), s);
         lua_settop(L, top);
         return TG_ERROR;
     }
-    lua_pop(L, 1);
+    lua_pop(L, 2);
     read_settings(L, lua_gettop(L), s);
     if (s->tls.ncerts) {
         /* certificates and keys must load and match: -t and reloads check it */

@@ -127,6 +127,17 @@ int main(int argc, char **argv)
                 config);
         return 1;
     }
+    /* The master's signals are blocked from here on (it reads them from a
+     * signalfd): a SIGHUP or SIGTERM that arrives as soon as the listening
+     * line is logged is handled, not fatal. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGQUIT);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, NULL);
     raise_nofile();
     if (tg_tls_tickets_init(&err) != TG_OK) {
         tg_log_error("%s", err);

@@ -181,6 +181,23 @@ static int nwatches;
 static char **watched;  /* absolute paths of the files that trigger a reload */
 static int nwatched;
 
+static void watch_files(const tg_settings_t *s);
+
+/* After a refused reload: the current files, plus the ones the refused
+ * config read (fixing any of them reloads). */
+static void watch_also(const tg_settings_t *cur, const tg_settings_t *refused)
+{
+    tg_settings_t both = *cur;
+    both.nfiles = 0;
+    both.files = tg_calloc((size_t) (cur->nfiles + refused->nfiles) + 1, sizeof(char *));
+    for (int i = 0; i < cur->nfiles; i++)
+        both.files[both.nfiles++] = cur->files[i];
+    for (int i = 0; i < refused->nfiles; i++)
+        both.files[both.nfiles++] = refused->files[i];
+    watch_files(&both);
+    free(both.files);
+}
+
 static void watch_files(const tg_settings_t *s)
 {
     for (int i = 0; i < nwatches; i++)
@@ -375,6 +392,7 @@ static void reload(const char *why)
     tg_lua_close(L);
     if (rc != TG_OK) {
         tg_log_error("reload refused, still serving the previous configuration: %s", err);
+        watch_also(settings, &next);
         tg_settings_free(&next);
         return;
     }

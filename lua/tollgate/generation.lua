@@ -97,6 +97,9 @@ function _M.build(model)
             goto next_policy
         end
         if not file then
+            -- where a user would put it: creating it there reloads
+            files[#files + 1] = dirs[1] .. "/" .. tostring(name) .. ".lua"
+            model.files = files
             return nil, ctx:error("policies: unknown policy \"" .. tostring(name) ..
                 "\": not a stock policy, and no " .. tostring(name) .. ".lua in " ..
                 table.concat(dirs, ", "), decl.at[1], decl.at[2])

@@ -27,11 +27,13 @@ if os.getenv("TOLLGATE_JITV") then require("jit.v").start(os.getenv("TOLLGATE_JI
 
 local current -- the generation serving requests
 
+-- On failure: nil, the error, and the files read so far (the master keeps
+-- watching them, so fixing one reloads).
 function _M.load(path, serve)
     local model, err = config.load(path)
-    if not model then return nil, err end
+    if not model then return nil, err, { path } end
     local gen, gerr = generation.build(model)
-    if not gen then return nil, gerr end
+    if not gen then return nil, gerr, model.files end
     if not serve then
         for _, w in ipairs(gen.warnings) do core.log_warn(w) end
     end
