@@ -10,6 +10,9 @@
 #                   C unit tests (spec/c), busted specs (spec/), lint
 #   make deps       install the Debian packages the build and tests need (root)
 #   make bench      run bench/run.sh: tollgate vs nginx, side by side
+#   make install    install under PREFIX (/usr/local): bin/tollgate, and
+#                   share/tollgate/{lua,policies,lib/libtollgate.so}; for busted
+#                   in your own project: LUA_PATH="$(PREFIX)/share/tollgate/lua/?.lua;;"
 #   make clean      remove build/
 #
 # Dependencies come from Debian packages only (see DEPS). LuaJIT is the
@@ -54,7 +57,7 @@ LIB_LDLIBS = -lev -lhttp_parser -lyaml -ljwt -lssl -lcrypto -lpthread -lm
 HDRS := $(wildcard runtime/*.h)
 CTESTS := $(patsubst spec/c/%.c,$(BUILD)/spec/%,$(wildcard spec/c/test_*.c))
 
-.PHONY: all run test deps bench-deps install-packages bench clean check-c lint busted
+.PHONY: all run test deps bench-deps install-packages bench clean check-c lint busted install
 
 all: $(BUILD)/tollgate $(BUILD)/libtollgate.so
 
@@ -120,6 +123,14 @@ run: deps
 bench: bench-deps
 	$(MAKE) all
 	./bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(DATADIR)/lua/tollgate \
+	    $(DESTDIR)$(DATADIR)/policies $(DESTDIR)$(DATADIR)/lib
+	install -m 755 $(BUILD)/tollgate $(DESTDIR)$(PREFIX)/bin/tollgate
+	install -m 644 $(BUILD)/libtollgate.so $(DESTDIR)$(DATADIR)/lib/libtollgate.so
+	install -m 644 lua/tollgate/*.lua $(DESTDIR)$(DATADIR)/lua/tollgate/
+	install -m 644 policies/*.lua $(DESTDIR)$(DATADIR)/policies/
 
 clean:
 	rm -rf build build-asan

@@ -184,7 +184,11 @@ local function parse_http(ctx, doc, section)
     end
 
     -- https.tls: { <SNI pattern or "default">: { key, cert, ca } }, in config order
+    -- (Lua configs: a list of { pattern = ..., key, cert, ca } keeps the order)
     local tls = v.tls
+    if ctx.lua and type(tls) == "table" and next(tls) and schema.is_array(tls) then
+        tls = _M.named_list(tls, "pattern")
+    end
     if not is_map(tls) or next(tls) == nil then
         return nil, ctx:error("https.tls: expected a mapping of host patterns (or default) to " ..
             "{ key, cert }", v, "tls")
@@ -630,15 +634,16 @@ end
 
 -- A list of tables with a `name` each, as a mapping that keeps the list's
 -- order (Lua tables have none of their own).
-function _M.named_list(list)
+function _M.named_list(list, field)
+    field = field or "name"
     local map, keys = {}, {}
     for i, v in ipairs(list) do
-        local name = type(v) == "table" and v.name
+        local name = type(v) == "table" and v[field]
         if type(name) ~= "string" then
-            error("entry " .. i .. " needs a name", 0)
+            error("entry " .. i .. " needs a " .. field, 0)
         end
         local copy = {}
-        for k, x in pairs(v) do if k ~= "name" then copy[k] = x end end
+        for k, x in pairs(v) do if k ~= field then copy[k] = x end end
         map[name] = copy
         keys[#keys + 1] = name
     end

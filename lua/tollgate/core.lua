@@ -168,8 +168,9 @@ else
     local src = debug.getinfo(1, "S").source
     local here = src:match("^@(.*)/lua/tollgate/core%.lua$") or
         (src:match("^@lua/tollgate/core%.lua$") and ".")
+    -- a build tree (build/) or an installation (make install: lib/)
     local candidates = { os.getenv("TOLLGATE_LIB"), here and (here .. "/build/libtollgate.so"),
-        "/usr/local/lib/tollgate/libtollgate.so" }
+        here and (here .. "/lib/libtollgate.so"), "/usr/local/share/tollgate/lib/libtollgate.so" }
     for _, path in pairs(candidates) do
         local ok, lib = pcall(ffi.load, path)
         if ok then

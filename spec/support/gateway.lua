@@ -179,7 +179,7 @@ end
 function _M.check(config_text, opts)
   opts = opts or {}
   local dir = process.tmpdir("tollgate-check")
-  local cfg = write_files(dir, config_text, opts.files, opts.vars)
+  local cfg = write_files(dir, config_text, opts.files, opts.vars, opts.config_name)
   local argv = bin_argv()
   for _, a in ipairs{ "-t", "-c", cfg } do argv[#argv + 1] = a end
   for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = tostring(a) end

@@ -30,7 +30,9 @@ local function json(res)
   return cjson.decode(res.body)
 end
 
-describe("coffee-shop example", function()
+-- the same specs for the YAML and for its Lua twin
+for _, CONFIG in ipairs{ "gateway.config.yml", "gateway.lua" } do
+describe("coffee-shop example (" .. CONFIG .. ")", function()
   local services_pid, services_dir, g
 
   setup(function()
@@ -59,7 +61,8 @@ describe("coffee-shop example", function()
 
     -- the gateway, with the example's files unchanged
     g = gateway.start{
-      config = assert(process.read_file(EXAMPLE .. "/gateway.config.yml")),
+      config = assert(process.read_file(EXAMPLE .. "/" .. CONFIG)),
+      config_name = CONFIG,
       files = example_files(),
       env = { GATEWAY_PORT = "0", GATEWAY_TLS_PORT = "0", CUSTOMERS_URL = urls.customers,
               ORDERS_URL = urls.orders },
@@ -91,8 +94,8 @@ describe("coffee-shop example", function()
   end
 
   it("is a valid config for `tollgate -t`", function()
-    local code, out = gateway.check(assert(process.read_file(EXAMPLE .. "/gateway.config.yml")), {
-      files = example_files(),
+    local code, out = gateway.check(assert(process.read_file(EXAMPLE .. "/" .. CONFIG)), {
+      files = example_files(), config_name = CONFIG,
     })
     assert.equal(0, code, out)
     assert.matches("is valid", out)
@@ -221,3 +224,4 @@ it("serves the same APIs over HTTPS with the demo certificate", function()
     assert.equal("Ada Lovelace", body.customer.name)
   end)
 end)
+end
