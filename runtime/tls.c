@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -297,12 +298,34 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     return SSL_TLSEXT_ERR_OK;
 }
 
+/* The host name a ClientHello asks for (SNI), or NULL. */
+static const char *client_hello_name(SSL *ssl, char *buf, size_t size)
+{
+    const unsigned char *p;
+    size_t len;
+    if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) || len < 5)
+        return NULL;
+    size_t list = ((size_t) p[0] << 8) | p[1];
+    if (list + 2 != len || p[2] != TLSEXT_NAMETYPE_host_name)
+        return NULL;
+    size_t n = ((size_t) p[3] << 8) | p[4];
+    if (n + 5 > len || n == 0 || n >= size || memchr(p + 5, 0, n))
+        return NULL;
+    memcpy(buf, p + 5, n);
+    buf[n] = '\0';
+    return buf;
+}
+
 /* Picks the certificate by SNI: the first pattern that matches, in config
- * order, then "default"; none: the handshake fails. */
-static int sni_cb(SSL *ssl, int *alert, void *arg)
+ * order, then "default"; none: the handshake fails. This runs on the
+ * ClientHello, before a session is resumed, so a session only resumes
+ * under the context (and the client-verification settings) it was made
+ * in. */
+static int client_hello_cb(SSL *ssl, int *alert, void *arg)
 {
     tg_tls_server_t *srv = arg;
-    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    char buf[256];
+    const char *name = client_hello_name(ssl, buf, sizeof(buf));
     int pick = -1;
     if (name) {
         for (int i = 0; i < srv->n && pick < 0; i++) {
@@ -318,7 +341,7 @@ static int sni_cb(SSL *ssl, int *alert, void *arg)
         *alert = SSL_AD_UNRECOGNIZED_NAME;
         tg_log_info("TLS: no certificate for %s%s%s and no default: handshake refused",
                     name ? "\"" : "", name ? name : "a client without SNI", name ? "\"" : "");
-        return SSL_TLSEXT_ERR_ALERT_FATAL;
+        return SSL_CLIENT_HELLO_ERROR;
     }
     if (SSL_get_SSL_CTX(ssl) != srv->ctx[pick])
         SSL_set_SSL_CTX(ssl, srv->ctx[pick]);
@@ -326,6 +349,15 @@ static int sni_cb(SSL *ssl, int *alert, void *arg)
     SSL_set_verify(ssl, SSL_CTX_get_verify_mode(srv->ctx[pick]),
                    SSL_CTX_get_verify_callback(srv->ctx[pick]));
     SSL_set_client_CA_list(ssl, SSL_dup_CA_list(SSL_CTX_get_client_CA_list(srv->ctx[pick])));
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* The name was handled on the ClientHello: acknowledge it. */
+static int sni_cb(SSL *ssl, int *alert, void *arg)
+{
+    tg_unused(ssl);
+    tg_unused(alert);
+    tg_unused(arg);
     return SSL_TLSEXT_ERR_OK;
 }
 
@@ -395,10 +427,32 @@ tg_tls_server_t *tg_tls_server_new(const tg_tls_config_t *cfg, char *err, size_t
                 SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any);
         }
         SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+        SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, srv);
         SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
-        SSL_CTX_set_tlsext_servername_arg(ctx, srv);
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
-        SSL_CTX_set_session_id_context(ctx, (const unsigned char *) "tollgate", 8);
+        /* A session resumes only under the same client-verification
+         * settings: the same pattern, requestCert/rejectUnauthorized and
+         * CA files. Otherwise a session from before a reload that turned
+         * verification on, or from another pattern's CA, would skip it. */
+        unsigned char sid[SHA256_DIGEST_LENGTH];
+        EVP_MD_CTX *md = EVP_MD_CTX_new();
+        EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+        EVP_DigestUpdate(md, c->pattern, strlen(c->pattern) + 1);
+        unsigned char flags[2] = { (unsigned char) cfg->request_cert,
+                                   (unsigned char) cfg->reject_unauthorized };
+        EVP_DigestUpdate(md, flags, sizeof(flags));
+        for (int k = 0; cfg->request_cert && k < c->nca; k++) {
+            FILE *f = fopen(c->ca[k], "rb");
+            char chunk[4096];
+            size_t n;
+            while (f && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+                EVP_DigestUpdate(md, chunk, n);
+            if (f)
+                fclose(f);
+        }
+        EVP_DigestFinal_ex(md, sid, NULL);
+        EVP_MD_CTX_free(md);
+        SSL_CTX_set_session_id_context(ctx, sid, SSL_MAX_SID_CTX_LENGTH);
         if (ticket_ready)
             SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
     }

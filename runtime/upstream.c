@@ -485,8 +485,10 @@ void tg_proxy_flush(tg_req_t *r)
                 return;
             }
             int reused = uc->reused;
+            const char *why = uc->sock.error ? uc->sock.error
+                                             : "upstream connection failed while sending the request";
             if (!retry(r, reused))
-                fail(r, 502, "upstream connection failed while sending the request");
+                fail(r, 502, why);
             return;
         }
     }
@@ -676,9 +678,13 @@ static void up_read(tg_req_t *r)
             return;
         }
         if (!p->head_done) {
+            /* TLS says why (with TLS 1.3 a refused client certificate only
+             * shows on the first read) */
+            const char *why = uc->sock.error ? uc->sock.error
+                              : errno == ECONNRESET ? "upstream reset the connection"
+                                                    : "upstream connection failed";
             if (!retry(r, uc->reused))
-                fail(r, 502, errno == ECONNRESET ? "upstream reset the connection"
-                                                 : "upstream connection failed");
+                fail(r, 502, why);
             return;
         }
         release(r, 0);
