@@ -125,11 +125,12 @@ bench: bench-deps
 	./bench/run.sh
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(DATADIR)/lua/tollgate \
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(DATADIR)/lua/tollgate/testing \
 	    $(DESTDIR)$(DATADIR)/policies $(DESTDIR)$(DATADIR)/lib
 	install -m 755 $(BUILD)/tollgate $(DESTDIR)$(PREFIX)/bin/tollgate
 	install -m 644 $(BUILD)/libtollgate.so $(DESTDIR)$(DATADIR)/lib/libtollgate.so
 	install -m 644 lua/tollgate/*.lua $(DESTDIR)$(DATADIR)/lua/tollgate/
+	install -m 644 lua/tollgate/testing/*.lua $(DESTDIR)$(DATADIR)/lua/tollgate/testing/
 	install -m 644 policies/*.lua $(DESTDIR)$(DATADIR)/policies/
 
 clean:

@@ -24,6 +24,20 @@
 --
 -- Upstream answers: { status, headers = {...}, body } (default 200, ""), a
 -- function of the upstream request returning one, or { error = 502 | 504 }.
+--
+-- Integration mode, the real binary on real sockets (each module's header
+-- has the details):
+--
+--   local server = require "tollgate.testing.server"   -- start/stop tollgate
+--   local mock = require "tollgate.testing.mock"       -- mock upstreams
+--   local http = require "tollgate.testing.http"       -- an HTTP client
+--   local up = mock.start{}
+--   local g = server.start{ config = yaml_text, vars = { UP = up.port } }  -- a free port
+--   local res = g:get("/path", { Host = "api.example.com" })
+--   g:stop(); up:stop()
+--
+-- (tollgate.testing.process, .certs, .jwt and .ws help with processes,
+-- test certificates, tokens and WebSockets.)
 
 local ffi = require "ffi"
 local core = require "tollgate.core"

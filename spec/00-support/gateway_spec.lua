@@ -1,5 +1,5 @@
 -- luacheck: std +busted
--- Specs for spec/support/gateway.lua, run against a stand-in gateway
+-- Specs for tollgate.testing.server (spec/support/gateway.lua), run against a stand-in gateway
 -- (spec/00-support/fixtures/fake-tollgate.sh: nginx behind the gateway's
 -- command line and log line) because they test the helper, not Tollgate.
 

@@ -1,5 +1,5 @@
 -- luacheck: std +busted
--- Proves spec/support/mock_upstream.lua and spec/support/http.lua work,
+-- Proves lua/tollgate/testing/mock_upstream.lua and tollgate.testing.http work,
 -- talking to the mock directly.
 
 local http = require "spec.support.http"

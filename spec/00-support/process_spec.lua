@@ -1,5 +1,5 @@
 -- luacheck: std +busted
--- Specs for spec/support/process.lua.
+-- Specs for tollgate.testing.process (spec/support/process.lua).
 
 local process = require "spec.support.process"
 local socket = require "socket"

@@ -62,3 +62,34 @@ for _, file in ipairs{ "gateway.config.yml", "gateway.lua" } do
     end)
   end)
 end
+
+-- the real binary on a free port, with a mock upstream
+describe("the gateway (integration)", function()
+  local server = require "tollgate.testing.server"
+  local mock = require "tollgate.testing.mock"
+  local cjson = require "cjson"
+  local process = require "tollgate.testing.process"
+  local up, g
+
+  setup(function()
+    up = mock.start{ name = "backend" }
+    g = server.start{
+      config = assert(process.read_file(DIR .. "/gateway.config.yml")),
+      files = { ["policies/api-key.lua"] = assert(process.read_file(DIR .. "/policies/api-key.lua")) },
+      env = { GATEWAY_PORT = "0", BACKEND_URL = "http://127.0.0.1:" .. up.port },
+    }
+  end)
+  teardown(function()
+    if g then g:cleanup() end
+    if up then up:stop() end
+  end)
+
+  it("serves a known key and refuses an unknown one", function()
+    local res = assert(g:get("/api/echo/1", { ["X-Api-Key"] = "k-123" }))
+    assert.equal(200, res.status)
+    local echoed = cjson.decode(res.body)
+    assert.equal("/echo/1", echoed.path)
+    assert.equal("alice", echoed.headers["eg-consumer-id"])
+    assert.equal(401, assert(g:get("/api/echo/1", { ["X-Api-Key"] = "nope" })).status)
+  end)
+end)

@@ -2,7 +2,7 @@
 -- Mock HTTP/1.1 upstream server for Tollgate integration specs.
 --
 -- Usage:
---   luajit spec/support/mock_upstream.lua [--port N] [--portfile PATH]
+--   luajit lua/tollgate/testing/mock_upstream.lua [--port N] [--portfile PATH]
 --                                         [--name NAME] [--verbose]
 --                                         [--tls-cert FILE --tls-key FILE
 --                                          [--tls-ca FILE]]
@@ -78,16 +78,16 @@
 -- Any path accepts ?close=1: answer with `Connection: close` and close.
 -- HEAD requests get the head of the corresponding GET response.
 
--- spec.support.* from the repository this script is in, whatever the cwd
+-- tollgate.testing.* from the tree this script is in, whatever the cwd
 do
-  local root = arg and arg[0] and arg[0]:match("^(.*)/spec/support/[^/]*$")
-  if root then package.path = root .. "/?.lua;" .. package.path end
+  local lua_dir = arg and arg[0] and arg[0]:match("^(.*)/tollgate/testing/[^/]*$")
+  if lua_dir then package.path = lua_dir .. "/?.lua;" .. package.path end
 end
 
 local socket = require "socket"
 local cjson = require "cjson"
 local ffi = require "ffi"
-local ws = require "spec.support.ws"
+local ws = require "tollgate.testing.ws"
 
 local arg = arg
 local assert = assert
