@@ -12,6 +12,7 @@
 
 #include "conn.h"
 #include "http1.h"
+#include "task.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -142,4 +143,25 @@ TG_EXPORT const char *tg_test_response(tg_req_t *r, size_t *len)
     tg_http1_response_head(r, &scratch);
     *len = scratch.len;
     return scratch.data;
+}
+
+/* The HTTP call (tollgate.http) a test request's coroutine is waiting for,
+ * or NULL; the kit answers it with tg_test_upstream_response() and then
+ * tg_test_call_done(). */
+TG_EXPORT tg_req_t *tg_test_pending_call(tg_req_t *r)
+{
+    return r->call;
+}
+
+TG_EXPORT void tg_test_call_done(tg_req_t *call, int status)
+{
+    call->call_started = 1;
+    call->call_done = 1;
+    call->call_status = status;
+}
+
+/* Frees what finished calls left (the gateway does it each loop turn). */
+TG_EXPORT void tg_test_collect(void)
+{
+    tg_tasks_free_finished();
 }

@@ -87,6 +87,9 @@ void tg_test_request_free(tg_req_t *r);
 const char *tg_test_upstream_request(tg_req_t *r, size_t *len);
 int tg_test_upstream_response(tg_req_t *r, const char *raw, size_t len);
 const char *tg_test_response(tg_req_t *r, size_t *len);
+tg_req_t *tg_test_pending_call(tg_req_t *r);
+void tg_test_call_done(tg_req_t *call, int status);
+void tg_test_collect(void);
 
 tg_req_t *tg_call_new(tg_req_t *parent, tg_peer_t *peer, const char *raw, size_t len,
                       double timeout, char *err, size_t errlen);
@@ -151,7 +154,8 @@ local _M = {
         "tg_shdict_incr", "tg_shdict_get", "tg_shdict_set", "tg_shdict_delete",
         "tg_shdict_stats", "tg_shdict_init", "tg_shdict_advance",
         "tg_test_request", "tg_test_request_free", "tg_test_upstream_request",
-        "tg_test_upstream_response", "tg_test_response",
+        "tg_test_upstream_response", "tg_test_response", "tg_test_pending_call",
+        "tg_test_call_done", "tg_test_collect",
     },
 }
 

@@ -21,6 +21,8 @@
 --   res.upstream                                    -- what went upstream: method, path,
 --                                                   -- headers, body (nil if nothing did)
 --   res.req                                         -- the request object (ctx, user...)
+--   res.calls                                       -- HTTP calls a policy made (tollgate.http),
+--                                                   -- answered by the same upstream
 --
 -- Upstream answers: { status, headers = {...}, body } (default 200, ""), a
 -- function of the upstream request returning one, or { error = 502 | 504 }.
@@ -195,9 +197,21 @@ end
 
 -- Runs fn(...) (a pipeline or a whole request) in a coroutine, playing the
 -- gateway's part at every yield. Returns the result table.
+local function answer(target, upstream)
+    local raw = ffi_string(C.tg_test_upstream_request(target, lenp), lenp[0])
+    local up_req = parse_message(raw)
+    local a = upstream or {}
+    if type(a) == "function" then a = a(up_req) or {} end
+    if a.error then return up_req, a.error end
+    local rr = raw_response(a)
+    assert(C.tg_test_upstream_response(target, rr, #rr) == 0, "testing: invalid upstream answer")
+    return up_req, 0
+end
+
 local function drive(req, upstream, fn, ...)
-    local res = { req = req }
+    local res = { req = req, calls = {} }
     local co = create(fn)
+    core.contexts[co] = req._r
     local ok, code = resume(co, ...)
     while true do
         if not ok then error(code, 0) end
@@ -207,22 +221,20 @@ local function drive(req, upstream, fn, ...)
         end
         local arg
         if code == core.YIELD_PROXY then
-            local raw = ffi_string(C.tg_test_upstream_request(req._r, lenp), lenp[0])
-            local up_req = parse_message(raw)
-            res.upstream = up_req
-            local answer = upstream or {}
-            if type(answer) == "function" then answer = answer(up_req) or {} end
-            if answer.error then
-                arg = answer.error
-            else
-                local rr = raw_response(answer)
-                assert(C.tg_test_upstream_response(req._r, rr, #rr) == 0,
-                    "testing: invalid upstream answer")
-                arg = 0
+            res.upstream, arg = answer(req._r, upstream)
+        elseif code == core.YIELD_WAIT then
+            -- an HTTP call (tollgate.http): the same upstream answers it
+            local call = C.tg_test_pending_call(req._r)
+            if call ~= nil then
+                local up_req, st = answer(call, res.http or upstream)
+                res.calls[#res.calls + 1] = up_req
+                C.tg_test_call_done(call, st)
+                arg = st
             end
         end
         ok, code = resume(co, arg)
     end
+    C.tg_test_collect()
     local raw = ffi_string(C.tg_test_response(req._r, lenp), lenp[0])
     local out = parse_message(raw)
     res.status, res.reason, res.headers, res.header_list, res.body =
