@@ -336,6 +336,71 @@ static int count_chunked(const char *p, size_t n)
     return k;
 }
 
+/* Normalizes the path part of a request target in place, so that routing
+ * and the upstream see the same path (RFC 3986 5.2.4): "%2e" is a dot,
+ * "." and ".." segments are resolved (never above the root), and runs of
+ * "/" are one. Other escapes (%2f among them) stay as they are. The query
+ * moves down behind the shorter path; *path_len and *url_len shrink. */
+/* Is p[s, e) ".", ".." or one of their %2e spellings? 1, 2, or 0. */
+static int dot_segment(const char *p, uint32_t s, uint32_t e)
+{
+    int dots = 0;
+    uint32_t k = s;
+    while (k < e) {
+        if (p[k] == '.')
+            k++;
+        else if (e - k >= 3 && p[k] == '%' && p[k + 1] == '2' && (p[k + 2] | 0x20) == 'e')
+            k += 3;
+        else
+            return 0;
+        if (++dots > 2)
+            return 0;
+    }
+    return dots;
+}
+
+static void normalize_path(char *p, uint32_t *path_len, uint32_t *url_len)
+{
+    uint32_t n = *path_len, i = 0, o = 0;
+    int special = 0;
+
+    for (uint32_t k = 0; k + 1 < n && !special; k++)
+        special = p[k] == '/' && (p[k + 1] == '/' || p[k + 1] == '.' || p[k + 1] == '%');
+    if (!special)
+        return; /* the common case: nothing to do */
+    while (i < n) {
+        /* p[i] is '/'; the segment after it is p[s, e) */
+        uint32_t s = i + 1, e = s;
+        while (e < n && p[e] != '/')
+            e++;
+        int d = dot_segment(p, s, e);
+        if (e == s || d == 1) {
+            /* "//" merges; "." goes; at the end they leave a directory's "/" */
+            if (e == n && (o == 0 || p[o - 1] != '/'))
+                p[o++] = '/';
+        } else if (d == 2) {
+            /* "..": drop the previous segment (never above the root) */
+            while (o > 0 && p[o - 1] != '/')
+                o--;
+            if (o > 0)
+                o--;
+            if (e == n)
+                p[o++] = '/';
+        } else {
+            p[o++] = '/';
+            memmove(p + o, p + s, e - s);
+            o += e - s;
+        }
+        i = e;
+    }
+    if (o == 0)
+        p[o++] = '/';
+    uint32_t qlen = *url_len - n; /* the query follows the path */
+    memmove(p + o, p + n, qlen);
+    *path_len = o;
+    *url_len = o + qlen;
+}
+
 /* Checks and derived fields once the whole head is in. */
 static int head_complete(tg_conn_t *c)
 {
@@ -436,6 +501,8 @@ static int head_complete(tg_conn_t *c)
         error_reason = "fragment in request target";
         return 400;
     }
+    if (r->path_len && base[r->url] == '/')
+        normalize_path(c->rbuf.data + r->url, &r->path_len, &r->url_len);
     return TG_OK;
 }
 
