@@ -13,7 +13,9 @@
 #
 # Environment: ROUTES (1000), TIME_RELOADS (30), MEM_RELOADS (1000), LOAD_RELOADS (100),
 #              DURATION (s, 10), WARMUP (s, 2), CONNECTIONS (50), ROUNDS (2: without, with, without,
-#              with...; medians), TOLLGATE (build/tollgate), KEEP_TMP=1 keeps the temp dir.
+#              with...; medians), PARTS (abcd: which of (a)-(d) to run), LOAD_BETWEEN (300: responses
+#              the load gets between two reloads in (d)), TOLLGATE (build/tollgate),
+#              KEEP_TMP=1 keeps the temp dir.
 # --quick: ROUTES=1000 TIME_RELOADS=10 MEM_RELOADS=100 LOAD_RELOADS=20 DURATION=5 ROUNDS=1 unless set.
 #
 # Layout (2 cores), as bench/run.sh: the gateway (master and its one worker) on core 0; the nginx
@@ -21,7 +23,7 @@
 set -euo pipefail
 PROG=reload.sh
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
 
 QUICK=0
 for a in "$@"; do
@@ -44,6 +46,8 @@ WARMUP=${WARMUP:-2}
 CONNECTIONS=${CONNECTIONS:-50}
 ROUNDS=${ROUNDS:-2}
 KEEP_TMP=${KEEP_TMP:-0}
+PARTS=${PARTS:-abcd}
+LOAD_BETWEEN=${LOAD_BETWEEN:-300}
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -73,12 +77,19 @@ $TOLLGATE_PROXY_STEP" "  watch: false
     cp "$T/$name/a.yml" "$T/$name/gateway.config.yml"
 }
 
+# use_variant NAME a|b: the variant becomes the config, replaced by a rename: a master still
+# busy with the previous SIGHUP never reads a half-written file
+use_variant() {
+    cp "$T/$1/$2.yml" "$T/$1/.next.yml"
+    mv -f "$T/$1/.next.yml" "$T/$1/gateway.config.yml"
+}
+
 declare -A MASTER WORKER
 # reload NAME GEN: write the next variant, SIGHUP the master, wait (10 s at most) until the worker
 # logs generation GEN; prints the worker's "in X ms".
 reload() {
     local name=$1 gen=$2 dir="$T/$1" ms=
-    if (( gen % 2 )); then cp "$dir/a.yml" "$dir/gateway.config.yml"; else cp "$dir/b.yml" "$dir/gateway.config.yml"; fi
+    if (( gen % 2 )); then use_variant "$name" a; else use_variant "$name" b; fi
     kill -HUP "${MASTER[$name]}"
     local deadline=$(( SECONDS + 10 ))
     while [[ -z $ms ]]; do
@@ -126,9 +137,10 @@ wait_http "http://127.0.0.1:$BIG_PORT/" || die "the $ROUTES-route gateway does n
 TIMEFORMAT=%R
 check_ms=$( { time "$TOLLGATE" -t -c "$T/big/a.yml" >/dev/null 2>&1; } 2>&1 )
 
+GEN=1
+if [[ $PARTS == *a* ]]; then
 echo
 echo "==== (a) reload time, $ROUTES routes, $TIME_RELOADS reloads by SIGHUP (idle gateway)"
-GEN=1
 : >"$T/big/times.txt"
 for (( i=1; i<=TIME_RELOADS; i++ )); do
     GEN=$(( GEN + 1 ))
@@ -142,28 +154,40 @@ printf '%-44s %8s %8s %8s %8s %8s\n' "SIGHUP to reloaded (master check + worker)
 echo "(for scale: \`tollgate -t\` on this config, a whole process, takes ${check_ms} s)"
 A_MED=$a_med A_MAX=$a_max
 [[ $(curl -s -H "Host: h3.example.com" "http://127.0.0.1:$BIG_PORT/api/3") =~ ^route\ 3\ [ab]$ ]] || die "route 3 does not answer after the reloads"
+fi
 
 # ---------------------------------------------------------------- (b) throughput with a reload every second
 reload_loop() {   # reload_loop NAME SECONDS MASTER: a reload (next variant + SIGHUP) every second, in the background
-    local name=$1 secs=$2 dir="$T/$1" i
+    local name=$1 secs=$2 i
     for (( i=1; i<=secs; i++ )); do
         sleep 1
-        if (( i % 2 )); then cp "$dir/b.yml" "$dir/gateway.config.yml"; else cp "$dir/a.yml" "$dir/gateway.config.yml"; fi
+        if (( i % 2 )); then use_variant "$name" b; else use_variant "$name" a; fi
         kill -HUP "$3" 2>/dev/null || return 0
     done
 }
 count_reloads() { grep -c "configuration reloaded" "$T/$1/stderr.log" || true; }
 
-declare -A B_RELOADS
+declare -A B_RELOADS MCPU GWCPU10K
+# one bench_one run with the master's CPU read around it; GWCPU10K: worker + master CPU s per 10k requests
+bench_run() {   # bench_run KEY ROUND PORT MASTER WORKER
+    local m0 m1 key="$1#$2"
+    m0=$(cpu_ticks "$4")
+    bench_one "$@"
+    m1=$(cpu_ticks "$4")
+    MCPU[$key]=$(awk -v d="$(( m1 - m0 ))" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", d / hz }')
+    GWCPU10K[$key]=$(awk -v w="${CPUS[$key]}" -v m="${MCPU[$key]}" -v n="${REQS[$key]}" \
+        'BEGIN { printf "%.4f", (n > 0 ? (w + m) / n * 10000 : 0) }')
+    echo "    master CPU ${MCPU[$key]} s (its config checks); worker + master CPU per 10k requests ${GWCPU10K[$key]} s"
+}
 bench_pair() {   # bench_pair NAME PORT MASTER WORKER
     local name=$1 port=$2 master=$3 worker=$4 round r0 lp
     for (( round=1; round<=ROUNDS; round++ )); do
-        bench_one "$name-plain" "$round" "$port" "$master" "$worker"
+        bench_run "$name-plain" "$round" "$port" "$master" "$worker"
         r0=$(count_reloads "$name")
         reload_loop "$name" $(( WARMUP + DURATION + 1 )) "$master" &
         lp=$!
         PIDS+=("$lp")
-        bench_one "$name-reload" "$round" "$port" "$master" "$worker"
+        bench_run "$name-reload" "$round" "$port" "$master" "$worker"
         kill "$lp" 2>/dev/null || true
         wait "$lp" 2>/dev/null || true
         B_RELOADS[$name#$round]=$(( $(count_reloads "$name") - r0 ))
@@ -171,6 +195,7 @@ bench_pair() {   # bench_pair NAME PORT MASTER WORKER
     done
 }
 
+if [[ $PARTS == *b* ]]; then
 echo
 echo "==== (b) throughput: GET / (proxied to the upstream) through one worker, ${DURATION}s, $CONNECTIONS connections, without reloads and with one every second"
 bench_pair big "$BIG_PORT" "$BIG_MASTER" "$BIG_WORKER"
@@ -186,30 +211,36 @@ check_worker small "$SMALL_MASTER" "$SMALL_WORKER"
 kill -TERM "$SMALL_MASTER" 2>/dev/null || true
 
 echo
-row() { printf '%-22s %12s %12s %10s %10s %9s %9s %8s\n' "$@"; }
-row config 'req/s plain' 'req/s reload' 'change' 'p99 plain' 'p99 reload' non-2xx sockerr
-declare -A B_CHANGE
+row() { printf '%-22s %11s %11s %8s %11s %11s %8s %9s %9s %7s %7s\n' "$@"; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%+.1f%%", 100 * (b - a) / a; else print "n/a" }'; }
+echo "req/s: wrk; CPU/10k: worker + master CPU seconds per 10,000 requests (less sensitive than req/s to other load on core 0)"
+row config 'req/s plain' 'req/s rel.' change 'CPU/10k pl.' 'CPU/10k rel' change 'p99 plain' 'p99 rel.' non-2xx sockerr
+declare -A B_CHANGE B_CPU_CHANGE
 for name in big small; do
     label=$([[ $name == big ]] && echo "$ROUTES routes" || echo "1 route (run.sh)")
     for (( round=1; round<=ROUNDS; round++ )); do
         p="$name-plain#$round" q="$name-reload#$round"
-        row "$label$(multi " #$round")" "${RPS[$p]}" "${RPS[$q]}" \
-            "$(awk -v a="${RPS[$p]}" -v b="${RPS[$q]}" 'BEGIN { printf "%+.1f%%", 100 * (b - a) / a }')" \
+        row "$label$(multi " #$round")" "${RPS[$p]}" "${RPS[$q]}" "$(pct "${RPS[$p]}" "${RPS[$q]}")" \
+            "${GWCPU10K[$p]}" "${GWCPU10K[$q]}" "$(pct "${GWCPU10K[$p]}" "${GWCPU10K[$q]}")" \
             "${P99[$p]}" "${P99[$q]}" "$(( NON2XX[$p] + NON2XX[$q] ))" "$(( SOCKERR[$p] + SOCKERR[$q] ))"
     done
     mp=$(median "$name-plain" RPS) mq=$(median "$name-reload" RPS)
+    cp_=$(median "$name-plain" GWCPU10K) cq=$(median "$name-reload" GWCPU10K)
     B_CHANGE[$name]=$(awk -v a="$mp" -v b="$mq" 'BEGIN { printf "%+.1f", 100 * (b - a) / a }')
+    B_CPU_CHANGE[$name]=$(awk -v a="$cp_" -v b="$cq" 'BEGIN { printf "%+.1f", 100 * (b - a) / a }')
     if (( ROUNDS > 1 )); then
-        row "$label median" "$mp" "$mq" "${B_CHANGE[$name]}%" "" "" "" ""
+        row "$label median" "$mp" "$mq" "${B_CHANGE[$name]}%" "$cp_" "$cq" "${B_CPU_CHANGE[$name]}%" "" "" "" ""
     fi
 done
 disturbance_warnings big-plain big-reload small-plain small-reload
+fi
 
 # ---------------------------------------------------------------- (c) memory over many reloads
+if [[ $PARTS == *c* ]]; then
 echo
 echo "==== (c) $MEM_RELOADS reloads of the $ROUTES-route config (SIGHUP, each waited for): worker RSS"
 printf '%-18s %12s %12s %16s\n' 'after reload' 'worker KB' 'master KB' 'generations closed'
-C_FIRST= C_LAST=
+C_FIRST='' C_LAST='' CM_FIRST='' CM_LAST=''
 for (( i=1; i<=MEM_RELOADS; i++ )); do
     GEN=$(( GEN + 1 ))
     reload big "$GEN" >/dev/null
@@ -217,16 +248,19 @@ for (( i=1; i<=MEM_RELOADS; i++ )); do
         # a request served in between (the generation in use, then the old one closed)
         curl -s -o /dev/null -H "Host: h5.example.com" "http://127.0.0.1:$BIG_PORT/api/5"
         rss=$(rss_kb "$BIG_WORKER")
-        printf '%-18s %12s %12s %16s\n' "$i" "$rss" "$(rss_kb "$BIG_MASTER")" "$(grep -c "generation [0-9]* closed" "$T/big/stderr.log" || true)"
-        [[ $i == 1 ]] && C_FIRST=$rss
-        C_LAST=$rss
+        mrss=$(rss_kb "$BIG_MASTER")
+        printf '%-18s %12s %12s %16s\n' "$i" "$rss" "$mrss" "$(grep -c "generation [0-9]* closed" "$T/big/stderr.log" || true)"
+        if [[ $i == 1 ]]; then C_FIRST=$rss CM_FIRST=$mrss; fi
+        C_LAST=$rss CM_LAST=$mrss
     fi
 done
-echo "worker RSS change from the first reload to the last: $(( C_LAST - C_FIRST )) KB"
+echo "RSS change from the first reload to the last: worker $(( C_LAST - C_FIRST )) KB, master $(( CM_LAST - CM_FIRST )) KB"
+fi
 
 # ---------------------------------------------------------------- (d) reloads under a steady load
+if [[ $PARTS == *d* ]]; then
 echo
-echo "==== (d) $LOAD_RELOADS reloads in a row (each waited for) under a steady load, $ROUTES-route config"
+echo "==== (d) $LOAD_RELOADS reloads in a row (each waited for, then $LOAD_BETWEEN more responses) under a steady load, $ROUTES-route config"
 echo "load: spec/04-reload/load.lua on core 1, 8 keep-alive connections back to back + 4 connections at a time with one request each, GET /echo/* proxied to the upstream"
 mkdir -p "$T/load"
 taskset -c 1 luajit spec/04-reload/load.lua --port "$BIG_PORT" --keepalive 8 --fresh 4 --path /echo \
@@ -240,9 +274,17 @@ until [[ $(cut -d' ' -f1 "$T/load/progress" 2>/dev/null || echo 0) -ge 500 ]]; d
     sleep 0.01
 done
 t0=$(date +%s.%N)
+responses() { cut -d' ' -f1 "$T/load/progress" 2>/dev/null || echo 0; }
 for (( i=1; i<=LOAD_RELOADS; i++ )); do
     GEN=$(( GEN + 1 ))
+    before=$(responses)
     reload big "$GEN" >>"$T/load/times.txt"
+    # let the load go on between two reloads, so that each one happens under it
+    deadline=$(( SECONDS + 10 ))
+    until (( $(responses) >= before + LOAD_BETWEEN )); do
+        (( SECONDS < deadline )) || die "the load stalled after reload $i: $(cat "$T/load/log")"
+        sleep 0.005
+    done
 done
 t1=$(date +%s.%N)
 touch "$T/load/stop"
@@ -255,22 +297,33 @@ D=$(RESULT="$T/load/out.json" luajit -e '
           ("%.1f"):format(s.seconds))
     for _, e in ipairs(s.errors) do io.stderr:write("    error: ", e, "\n") end')
 read -r d_req d_ok d_failed d_resets d_non2xx d_ka d_fresh d_reconn d_secs <<<"$D"
-read -r l_min l_med l_p90 l_max l_mean < <(stats <"$T/load/times.txt")
+read -r _ l_med l_p90 l_max _ < <(stats <"$T/load/times.txt")
 echo "reloads: $LOAD_RELOADS in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s; worker reload time under load: median $l_med ms, p90 $l_p90 ms, max $l_max ms"
 echo "requests: $d_req in ${d_secs} s ($d_ka keep-alive, $d_fresh on new connections; $d_reconn keep-alive reconnects)"
 echo "complete 2xx: $d_ok   failed: $d_failed   resets: $d_resets   non-2xx: $d_non2xx"
 check_worker big "$BIG_MASTER" "$BIG_WORKER"
+fi
 
 # ---------------------------------------------------------------- summary
 echo
 echo "==== summary (targets from issue 4)"
 verdict() { if [[ $1 == 1 ]]; then echo met; else echo "NOT met"; fi; }
+if [[ $PARTS == *a* ]]; then
 echo "(a) reload of $ROUTES routes per worker: median $A_MED ms, max $A_MAX ms (target < 50 ms): $(verdict "$(awk -v m="$A_MED" 'BEGIN { print (m < 50) ? 1 : 0 }')")"
-echo "(b) throughput with a reload every second vs without: $ROUTES routes ${B_CHANGE[big]}%, 1 route ${B_CHANGE[small]}% (target within 5 %):" \
-    "$ROUTES routes $(verdict "$(awk -v c="${B_CHANGE[big]}" 'BEGIN { print (c > -5 && c < 5) ? 1 : 0 }')")," \
-    "1 route $(verdict "$(awk -v c="${B_CHANGE[small]}" 'BEGIN { print (c > -5 && c < 5) ? 1 : 0 }')")"
+fi
+if [[ $PARTS == *b* ]]; then
+within5() { verdict "$(awk -v c="$1" 'BEGIN { print (c > -5 && c < 5) ? 1 : 0 }')"; }
+echo "(b) req/s with a reload every second vs without (medians): $ROUTES routes ${B_CHANGE[big]}% ($(within5 "${B_CHANGE[big]}")), 1 route ${B_CHANGE[small]}% ($(within5 "${B_CHANGE[small]}")) (target within 5 %)"
+echo "    worker + master CPU per request: $ROUTES routes ${B_CPU_CHANGE[big]}%, 1 route ${B_CPU_CHANGE[small]}%"
+fi
+if [[ $PARTS == *c* ]]; then
 echo "(c) worker RSS after reload 1: $C_FIRST KB, after reload $MEM_RELOADS: $C_LAST KB, $(( C_LAST - C_FIRST )) KB (target within 5120 KB): $(verdict $(( C_LAST - C_FIRST < 5120 && C_FIRST - C_LAST < 5120 )))"
+echo "    master RSS: $CM_FIRST KB -> $CM_LAST KB ($(( CM_LAST - CM_FIRST )) KB)"
+fi
+if [[ $PARTS == *d* ]]; then
 echo "(d) $LOAD_RELOADS reloads under load: $d_failed failed, $d_resets resets, $d_non2xx non-2xx of $d_req requests (target all zero): $(verdict $(( d_failed + d_resets + d_non2xx == 0 )))"
+fi
 echo
-check_logs "$T/big/stderr.log" "$T/small/stderr.log" "$T/upstream/error.log"
+check_logs "$T/big/stderr.log" "$T/upstream/error.log"
+[[ $PARTS != *b* ]] || check_logs "$T/small/stderr.log"
 echo "done."
