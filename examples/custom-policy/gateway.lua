@@ -1,8 +1,9 @@
 -- gateway.config.yml, in Lua: the same model. A policy can be named (found
 -- in policies/ beside this file, as from the YAML), or be a module table or
 -- a plain function right here.
-local api_key = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") ..
-  "policies/api-key.lua")
+-- (a relative dofile path is taken from this file's directory, and the file
+-- it loads is watched: editing it reloads the gateway)
+local api_key = dofile("policies/api-key.lua")
 
 return {
   http = { hostname = "127.0.0.1", port = tonumber(os.getenv("GATEWAY_PORT") or "8080") },

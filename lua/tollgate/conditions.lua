@@ -104,7 +104,9 @@ local function expand_braces(p)
 end
 _M.expand_braces = expand_braces
 
-local CONDITION_REF = { type = "object", additional = true, description = "a condition" }
+-- a condition: a mapping with a name, or (Lua configs) a function of req
+local CONDITION_REF = { type = { "object", "function" }, additional = true,
+    description = "a condition" }
 
 local defs = {
     always = { schema = {}, build = function() return always end },
@@ -151,7 +153,7 @@ local defs = {
     },
 
     ["not"] = {
-        schema = { properties = { condition = { type = "object", required = true,
+        schema = { properties = { condition = { type = { "object", "function" }, required = true,
             additional = true, description = "the condition to negate" } } },
         build = function(cfg, path)
             local fn, err, at = compile(cfg.condition, path .. ".condition")

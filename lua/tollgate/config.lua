@@ -187,7 +187,7 @@ local function parse_http(ctx, doc, section)
     -- (Lua configs: a list of { pattern = ..., key, cert, ca } keeps the order)
     local tls = v.tls
     if ctx.lua and type(tls) == "table" and next(tls) and schema.is_array(tls) then
-        tls = _M.named_list(tls, "pattern")
+        tls = _M.named_list(tls, "pattern", "https.tls")
     end
     if not is_map(tls) or next(tls) == nil then
         return nil, ctx:error("https.tls: expected a mapping of host patterns (or default) to " ..
@@ -488,7 +488,7 @@ function _M.compile(doc, ctx)
 
     local aes = doc.apiEndpoints
     if ctx.lua and type(aes) == "table" and next(aes) and schema.is_array(aes) then
-        aes = _M.named_list(aes)
+        aes = _M.named_list(aes, "name", "apiEndpoints")
     end
     if not is_null(aes) then
         if not is_map(aes) then
@@ -523,7 +523,7 @@ function _M.compile(doc, ctx)
 
     local ses = doc.serviceEndpoints
     if ctx.lua and type(ses) == "table" and next(ses) and schema.is_array(ses) then
-        ses = _M.named_list(ses)
+        ses = _M.named_list(ses, "name", "serviceEndpoints")
     end
     if not is_null(ses) then
         if not is_map(ses) then
@@ -558,7 +558,7 @@ function _M.compile(doc, ctx)
     local pkey = "pipelines"
     if is_null(pls) then pls, pkey = doc.pipeline, "pipeline" end
     if ctx.lua and type(pls) == "table" and next(pls) and schema.is_array(pls) then
-        pls = _M.named_list(pls)
+        pls = _M.named_list(pls, "name", pkey)
     end
     if not is_null(pls) then
         if not is_map(pls) then
@@ -634,14 +634,20 @@ end
 
 -- A list of tables with a `name` each, as a mapping that keeps the list's
 -- order (Lua tables have none of their own).
-function _M.named_list(list, field)
+function _M.named_list(list, field, section)
     field = field or "name"
-    local map, keys = {}, {}
+    section = section or "list"
+    local map, keys, at = {}, {}, {}
     for i, v in ipairs(list) do
         local name = type(v) == "table" and v[field]
         if type(name) ~= "string" then
-            error("entry " .. i .. " needs a " .. field, 0)
+            error(section .. "[" .. i .. "]: needs a " .. field .. " (a string)", 0)
         end
+        if at[name] then
+            error(section .. "[" .. i .. "]: duplicate " .. field .. " \"" .. name ..
+                "\" (also " .. section .. "[" .. at[name] .. "])", 0)
+        end
+        at[name] = i
         local copy = {}
         for k, x in pairs(v) do if k ~= field then copy[k] = x end end
         map[name] = copy
@@ -655,20 +661,49 @@ end
 -- lists of tables with a `name` (their order is kept), policies may be
 -- modules or functions, conditions may be functions, and the top-level
 -- `policies` list may be left out.
+-- The Lua files a Lua config reads while it runs (dofile, loadfile,
+-- require) are watched like the config itself: editing a policy module it
+-- loads reloads the gateway. Relative dofile/loadfile paths are taken from
+-- the config's directory, as every other path in a config is.
+local function run_recording(chunk, files, dir)
+    local g_dofile, g_loadfile = dofile, loadfile
+    local function record(f) if type(f) == "string" then files[#files + 1] = f end end
+    local function resolve(f)
+        if type(f) == "string" and sub(f, 1, 1) ~= "/" then return dir .. "/" .. f end
+        return f
+    end
+    _G.loadfile = function(f, ...) f = resolve(f) record(f) return g_loadfile(f, ...) end
+    _G.dofile = function(f) f = resolve(f) record(f) return g_dofile(f) end
+    local loaders = package.loaders or package.searchers
+    local function recorder(name)
+        local f = package.searchpath and package.searchpath(name, package.path)
+        record(f)
+        return nil
+    end
+    table.insert(loaders, 1, recorder)
+    local ok, doc = pcall(chunk)
+    _G.loadfile, _G.dofile = g_loadfile, g_dofile
+    for i = #loaders, 1, -1 do
+        if loaders[i] == recorder then table.remove(loaders, i) end
+    end
+    return ok, doc
+end
+
 function _M.load_lua(path)
     local chunk, err = loadfile(path)
     if not chunk then return nil, err end
-    local ok, doc = pcall(chunk)
-    if not ok then return nil, path .. ": " .. tostring(doc) end
+    local files = { path }
+    local ok, doc = run_recording(chunk, files, match(path, "^(.*)/[^/]*$") or ".")
+    if not ok then return nil, path .. ": " .. tostring(doc), files end
     if type(doc) ~= "table" then
         return nil, path .. ": a Lua config returns a table (http, apiEndpoints, pipelines...)"
     end
     local ctx = new_ctx(path)
     ctx.lua = true
     local cok, model, cerr = pcall(_M.compile, doc, ctx)
-    if not cok then return nil, path .. ": " .. tostring(model) end
-    if model then model.files = { path } end
-    return model, cerr
+    if not cok then return nil, path .. ": " .. tostring(model), files end
+    if model then model.files = files end
+    return model, cerr, files
 end
 
 _M.new_ctx = new_ctx

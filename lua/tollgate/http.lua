@@ -29,7 +29,10 @@ local C = core.C
 local ffi_string = ffi.string
 local yield = coroutine.yield
 local type, tostring, pairs, concat = type, tostring, pairs, table.concat
-local lower = string.lower
+local lower, find = string.lower, string.find
+
+-- RFC 9110 token: what a method and a header name may be
+local TOKEN = "^[!#$%%&'*+%-.^_`|~%w]+$"
 
 local RESPONSE = core.RESPONSE
 
@@ -74,11 +77,24 @@ function _M.request(opts)
     if not peer then return nil, perr end
 
     local body = opts.body
-    local lines = { (opts.method or "GET") .. " " .. u.path .. " HTTP/1.1" }
+    -- the same rules as req:set_header: a token method and token names,
+    -- values without CR, LF or NUL (else they would start new header lines)
+    local method = opts.method or "GET"
+    if type(method) ~= "string" or not find(method, TOKEN) then
+        return nil, "invalid method " .. tostring(method)
+    end
+    local lines = { method .. " " .. u.path .. " HTTP/1.1" }
     local has_host = false
     for k, v in pairs(opts.headers or {}) do
+        if type(k) ~= "string" or not find(k, TOKEN) then
+            return nil, "invalid header name " .. tostring(k)
+        end
+        v = tostring(v)
+        if find(v, "[\r\n%z]") then
+            return nil, "invalid header value for " .. k .. " (CR, LF or NUL)"
+        end
         if lower(k) == "host" then has_host = true end
-        if lower(k) ~= "content-length" then lines[#lines + 1] = k .. ": " .. tostring(v) end
+        if lower(k) ~= "content-length" then lines[#lines + 1] = k .. ": " .. v end
     end
     if not has_host then
         local default = u.scheme == "https" and 443 or 80

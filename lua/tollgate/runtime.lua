@@ -30,8 +30,8 @@ local current -- the generation serving requests
 -- On failure: nil, the error, and the files read so far (the master keeps
 -- watching them, so fixing one reloads).
 function _M.load(path, serve)
-    local model, err = config.load(path)
-    if not model then return nil, err, { path } end
+    local model, err, files = config.load(path)
+    if not model then return nil, err, files or { path } end
     local gen, gerr = generation.build(model)
     if not gen then return nil, gerr, model.files end
     if not serve then

@@ -72,6 +72,9 @@ local function type_ok(want, v)
         if tv == "table" and (next(v) == nil or not is_array(v)) then return true, v end
     elseif want == "array" then
         if tv == "table" and is_array(v) then return true, v end
+    elseif want == "function" then
+        -- Lua configs only: a condition or policy given as a function
+        if tv == "function" then return true, v end
     end
     return false
 end

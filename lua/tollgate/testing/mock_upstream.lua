@@ -44,13 +44,28 @@
 --   /never-answer        read the request, never reply, keep the socket open
 --   /partial-head        "HTTP/1.1 200 OK\r\nX-A: b\r\n", then nothing
 --   /invalid-response    "garbage\r\n\r\n", then close
+--   /close-before-head   read the request, close (FIN) without answering
+--   /close-mid-body      head with Content-Length 100000, 1000 bytes, FIN
+--   /bad-chunked         200 chunked: one valid chunk ("hello"), then the
+--                        invalid size line "zz\r\n"; the socket stays open
+--                        until the peer closes
+--   /endless-head        "HTTP/1.1 200 OK\r\n", then header lines
+--                        ("X-Pad-K: <1000 x>\r\n") without end, as fast as the
+--                        peer reads them, until it closes
+--   /never-read          read the request head, then neither read the body
+--                        nor answer; keep the socket open until the peer
+--                        closes (so the peer's writes stall once the socket
+--                        buffers are full)
 --   /upload              count the request body without storing it,
 --                        200 JSON {"received": N}
 --   /count               200 JSON {"requests": R, "connections": C,
---                        "rejected": B, "websockets": W}: requests read so far
---                        (this one included), connections accepted, malformed
---                        requests answered 400 (not counted in R), WebSocket
---                        upgrades answered 101
+--                        "rejected": B, "websockets": W, "completed": D}:
+--                        requests read so far (this one included), connections
+--                        accepted, malformed requests answered 400 (not
+--                        counted in R), WebSocket upgrades answered 101,
+--                        requests whose body was read to its end (this one
+--                        included; a request whose connection closed in the
+--                        middle of its body is in R, not in D)
 --   /header/NAME/VALUE   200 "ok" with response header NAME: VALUE
 --                        (percent-decoded)
 --   /headers?N=V&N=V     200 "ok" with each N: V as a response header, in
@@ -87,6 +102,7 @@ end
 local socket = require "socket"
 local cjson = require "cjson"
 local ffi = require "ffi"
+local bit = require "bit"
 local ws = require "tollgate.testing.ws"
 
 local arg = arg
@@ -305,7 +321,7 @@ end
 ---------------------------------------------------------------------------
 -- connection I/O helpers (run inside the connection coroutine)
 
-local stats = { requests = 0, connections = 0, rejected = 0, websockets = 0 }
+local stats = { requests = 0, connections = 0, rejected = 0, websockets = 0, completed = 0 }
 local server_port
 
 local Conn = {}
@@ -790,6 +806,69 @@ function handlers.invalid_response(conn)
   return false
 end
 
+function handlers.close_before_head(conn)
+  conn:graceful_close()
+  return false
+end
+
+function handlers.close_mid_body(conn, req)
+  local head = build_head(req, 200, nil, {
+    { "Content-Type", "application/octet-stream" },
+    { "Content-Length", "100000" },
+  })
+  conn:send_all(head .. BYTES_CHUNK:sub(1, 1000))
+  conn:graceful_close()
+  return false
+end
+
+function handlers.bad_chunked(conn, req)
+  local head = build_head(req, 200, nil, {
+    { "Content-Type", "text/plain" },
+    { "Transfer-Encoding", "chunked" },
+  })
+  if conn:send_all(head .. "5\r\nhello\r\nzz\r\n") then
+    conn:idle_until_peer_closes()
+  end
+  return false
+end
+
+function handlers.endless_head(conn)
+  if not conn:send_all("HTTP/1.1 200 OK\r\n") then return false end
+  local pad = string.rep("x", 1000)
+  local k = 0
+  while true do
+    k = k + 1
+    if not conn:send_all(fmt("X-Pad-%d: %s\r\n", k, pad)) then break end
+  end
+  conn.sock:close()
+  conn.closed = true
+  return false
+end
+
+pcall(ffi.cdef, "struct mock_pollfd { int fd; short events; short revents; };")
+pcall(ffi.cdef, "int poll(struct mock_pollfd *fds, unsigned long n, int timeout);")
+local POLLERR, POLLHUP, POLLRDHUP = 0x8, 0x10, 0x2000
+
+-- Called before the body is read: the body stays unread (in the socket
+-- buffers) until the peer gives up.
+function handlers.never_read(conn)
+  local pfd = ffi.new("struct mock_pollfd[1]")
+  pfd[0].fd = conn.sock:getfd()
+  pfd[0].events = POLLRDHUP
+  while true do
+    pfd[0].revents = 0
+    if ffi.C.poll(pfd, 1, 0) ~= 0 and
+       bit.band(pfd[0].revents, POLLRDHUP + POLLHUP + POLLERR) ~= 0 then
+      break
+    end
+    sleep_until(now() + 0.02)
+  end
+  conn.sock:close()
+  conn.closed = true
+  log("conn %d: peer closed a never-read connection", conn.id)
+  return false
+end
+
 function handlers.upload(conn, req)
   return respond(conn, req, 200, cjson.encode({ received = req.body_length }), nil,
                  "application/json")
@@ -798,7 +877,7 @@ end
 function handlers.count(conn, req)
   return respond(conn, req, 200, cjson.encode({
     requests = stats.requests, connections = stats.connections,
-    rejected = stats.rejected, websockets = stats.websockets,
+    rejected = stats.rejected, websockets = stats.websockets, completed = stats.completed,
   }), nil, "application/json")
 end
 
@@ -891,6 +970,11 @@ local routes = {
   { "^/never%-answer$", handlers.never_answer },
   { "^/partial%-head$", handlers.partial_head },
   { "^/invalid%-response$", handlers.invalid_response },
+  { "^/close%-before%-head$", handlers.close_before_head },
+  { "^/close%-mid%-body$", handlers.close_mid_body },
+  { "^/bad%-chunked$", handlers.bad_chunked },
+  { "^/endless%-head$", handlers.endless_head },
+  { "^/never%-read$", handlers.never_read },
   { "^/upload$", handlers.upload },
   { "^/count$", handlers.count },
   { "^/header/([^/]+)/(.*)$", handlers.header },
@@ -943,6 +1027,10 @@ local function serve(conn)
     conn.requests = conn.requests + 1
     log("conn %d: %s %s HTTP/%s", conn.id, req.method, req.target, req.version)
     local handler, c1, c2 = route(req.path)
+    if handler == handlers.never_read then
+      handler(conn, req)
+      return
+    end
 
     if req.headers["expect"] and req.headers["expect"]:lower() == "100-continue"
        and (req.headers["content-length"] or req.headers["transfer-encoding"]) then
@@ -970,6 +1058,7 @@ local function serve(conn)
     end
     req.body = concat(pieces)
     req.body_length = count
+    stats.completed = stats.completed + 1
 
     local keep = handler(conn, req, c1, c2)
     if not keep then
