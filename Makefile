@@ -13,14 +13,28 @@
 #   make install    install under PREFIX (/usr/local): bin/tollgate, and
 #                   share/tollgate/{lua,policies,lib/libtollgate.so}; for busted
 #                   in your own project: LUA_PATH="$(PREFIX)/share/tollgate/lua/?.lua;;"
-#   make clean      remove build/
+#   make clean      remove build/, build-asan/ and build-fuzz/
 #
 # Dependencies come from Debian packages only (see DEPS). LuaJIT is the
 # OpenResty fork (libluajit2-5.1-dev, luajit2). The binary exports its
 # symbols (-rdynamic) so Lua reaches the C core through ffi.C.
 #
+#   make test-asan  build with ASan+UBSan (SAN=1, into build-asan/) and run the
+#                   whole suite against it: C unit tests, then busted with the
+#                   sanitized gateway and libtollgate.so; fails on any ASan,
+#                   UBSan or LeakSanitizer report a gateway process wrote
+#                   (reports: build-asan/reports/; suppressions: fuzz/lsan.supp)
+#   make fuzz       build the libFuzzer targets (clang) into build-fuzz/ and run
+#                   each for FUZZ_TIME seconds (default 60), FUZZ_JOBS at a time
+#                   (default 1), on its seeds in fuzz/corpus/<target>/; fails on
+#                   a crash (the input is left in build-fuzz/artifacts/<target>/).
+#                   FUZZ_TARGETS picks targets: request response config jwt
+#                   template. See fuzz/README.md
+#   make fuzz-regress  run every fuzz target once over its corpus (no fuzzing):
+#                   seeds and past crashes; part of `make test`
+#
 # Variables: CC, CFLAGS, BUILD (output directory), SAN=1 (ASan+UBSan build
-# into build-asan/).
+# into build-asan/), FUZZ_CC (clang), FUZZ_TIME, FUZZ_JOBS, FUZZ_TARGETS.
 
 CC      ?= cc
 BUILD   ?= build
@@ -57,7 +71,8 @@ LIB_LDLIBS = -lev -lhttp_parser -lyaml -ljwt -lssl -lcrypto -lpthread -lm
 HDRS := $(wildcard runtime/*.h)
 CTESTS := $(patsubst spec/c/%.c,$(BUILD)/spec/%,$(wildcard spec/c/test_*.c))
 
-.PHONY: all run test deps bench-deps install-packages bench clean check-c lint busted install
+.PHONY: all run test deps bench-deps install-packages bench clean check-c lint busted install \
+        fuzz fuzz-build fuzz-regress test-asan
 
 all: $(BUILD)/tollgate $(BUILD)/libtollgate.so
 
@@ -83,6 +98,39 @@ $(BUILD):
 $(BUILD)/spec/%: spec/c/%.c $(SRCS) $(HDRS) | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -O1 -fsanitize=address,undefined -iquote runtime -o $@ $< \
 	    $(LDLIBS) -fsanitize=address,undefined
+
+# ---- fuzzing: libFuzzer targets (fuzz/fuzz_<target>.c) over the runtime's
+# objects, built once with clang, the fuzzer's coverage and ASan+UBSan
+# (UBSan aborts, so libFuzzer counts it as a crash). Linked with -rdynamic
+# like the binary, so Lua code in the config and template targets reaches
+# the C core through ffi.C.
+FUZZ_CC      ?= clang
+FUZZ_BUILD    = build-fuzz
+FUZZ_TIME    ?= 60
+FUZZ_JOBS    ?= 1
+FUZZ_TARGETS ?= request response config jwt template
+FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS   = -std=gnu11 $(WARN) -Werror=implicit-function-declaration -O1 -g -fno-omit-frame-pointer $(LUAJIT_CFLAGS) \
+                -D_GNU_SOURCE -DTG_DATADIR='"$(DATADIR)"' -fno-strict-aliasing $(FUZZ_SAN)
+FUZZ_OBJS    := $(patsubst runtime/%.c,$(FUZZ_BUILD)/obj/%.o,$(filter-out runtime/main.c,$(SRCS)))
+
+fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+
+.SECONDARY: $(FUZZ_OBJS)
+
+$(FUZZ_BUILD)/obj/%.o: runtime/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(FUZZ_OBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -iquote runtime -rdynamic -o $@ $< \
+	    $(FUZZ_OBJS) $(LDLIBS)
+
+fuzz: fuzz-build
+	@FUZZ_TIME=$(FUZZ_TIME) FUZZ_JOBS=$(FUZZ_JOBS) fuzz/run.sh fuzz $(FUZZ_TARGETS)
+
+fuzz-regress: fuzz-build
+	@fuzz/run.sh regress $(FUZZ_TARGETS)
 
 deps:
 	@$(MAKE) -s install-packages PACKAGES="$(DEPS)"
@@ -134,4 +182,4 @@ install: all
 	install -m 644 policies/*.lua $(DESTDIR)$(DATADIR)/policies/
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

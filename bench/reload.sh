@@ -59,6 +59,7 @@ raise_fd_limit 4096
 routes_config() {   # routes_config NAME N: the N-route config (spec/04-reload/routes.lua)
     local name=$1 n=$2 v
     mkdir -p "$T/$name"
+    : >"$T/$name/hups"
     for v in a b; do
         luajit spec/04-reload/routes.lua "$n" "$UP_PORT" "$v" "watch: false" "logLevel: debug" >"$T/$name/$v.yml"
     done
@@ -67,6 +68,7 @@ routes_config() {   # routes_config NAME N: the N-route config (spec/04-reload/r
 small_config() {    # small_config NAME: bench/run.sh's one-route proxy config
     local name=$1 v
     mkdir -p "$T/$name"
+    : >"$T/$name/hups"
     for v in a b; do
         tollgate_config "      - terminate:
           - condition: { name: pathExact, path: /never-$v }
@@ -90,6 +92,7 @@ declare -A MASTER WORKER
 reload() {
     local name=$1 gen=$2 dir="$T/$1" ms=
     if (( gen % 2 )); then use_variant "$name" a; else use_variant "$name" b; fi
+    echo "$gen" >>"$dir/hups"
     kill -HUP "${MASTER[$name]}"
     local deadline=$(( SECONDS + 10 ))
     while [[ -z $ms ]]; do
@@ -100,6 +103,27 @@ reload() {
         sleep 0.005
     done
     echo "$ms"
+}
+
+count() { grep -c -- "$2" "$T/$1/stderr.log" || true; }   # count NAME PATTERN: matching log lines
+
+# settle NAME: after reloads that were not waited for ((b)'s loop), wait until the master has
+# checked every SIGHUP sent and the worker has applied every reload; then GEN = the worker's
+# current generation, so the next `reload` waits for a generation not yet logged.
+settle() {
+    local name=$1 sent deadline=$(( SECONDS + 15 ))
+    sent=$(wc -l <"$T/$name/hups")
+    until (( $(count "$name" "SIGHUP: checking") >= sent &&
+             $(count "$name" "reloading 1 worker") + $(count "$name" "reload refused") >= $(count "$name" "SIGHUP: checking") &&
+             $(count "$name" "configuration reloaded") + $(count "$name" "reload failed") >= $(count "$name" "reloading 1 worker") )); do
+        if (( SECONDS >= deadline )); then
+            echo "WARNING: $name: reloads still pending after 15 s (SIGHUPs coalesced?); going on"
+            break
+        fi
+        sleep 0.01
+    done
+    GEN=$(grep -o "configuration reloaded (generation [0-9]*)" "$T/$name/stderr.log" | tail -1 | tr -dc '0-9')
+    GEN=${GEN:-1}
 }
 
 stats() {   # stats < numbers -> "min median p90 max mean"
@@ -162,6 +186,7 @@ reload_loop() {   # reload_loop NAME SECONDS MASTER: a reload (next variant + SI
     for (( i=1; i<=secs; i++ )); do
         sleep 1
         if (( i % 2 )); then use_variant "$name" b; else use_variant "$name" a; fi
+        echo "loop" >>"$T/$name/hups"
         kill -HUP "$3" 2>/dev/null || return 0
     done
 }
@@ -200,6 +225,7 @@ echo
 echo "==== (b) throughput: GET / (proxied to the upstream) through one worker, ${DURATION}s, $CONNECTIONS connections, without reloads and with one every second"
 bench_pair big "$BIG_PORT" "$BIG_MASTER" "$BIG_WORKER"
 check_worker big "$BIG_MASTER" "$BIG_WORKER"
+settle big
 
 small_config small
 start_tollgate small

@@ -674,7 +674,7 @@ local function run_recording(chunk, files, dir)
     end
     _G.loadfile = function(f, ...) f = resolve(f) record(f) return g_loadfile(f, ...) end
     _G.dofile = function(f) f = resolve(f) record(f) return g_dofile(f) end
-    local loaders = package.loaders or package.searchers
+    local loaders = package.loaders -- LuaJIT: Lua 5.1 loaders
     local function recorder(name)
         local f = package.searchpath and package.searchpath(name, package.path)
         record(f)
