@@ -132,7 +132,7 @@ local function new(conf, env)
     local svc = env.services[conf.serviceEndpoint]
     if not svc then
         return nil, "service endpoint " .. conf.serviceEndpoint ..
-            " (referenced in proxy policy configuration) does not exist"
+            " (referenced in proxy policy configuration) does not exist", "serviceEndpoint"
     end
     ok, err = merge(conf, svc.proxyOptions, "serviceEndpoints." .. svc.name .. ".proxyOptions")
     if not ok then return nil, err end

@@ -111,6 +111,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "tollgate: %s\n", err);
         return 1;
     }
+    if (s.nlisten == 0) { /* -t says what start-up and reload would */
+        fprintf(stderr, "tollgate: %s has no http or https section: nothing to listen on\n",
+                config);
+        tg_settings_free(&s);
+        return 1;
+    }
     if (test) {
         printf("tollgate: %s is valid\n", config);
         tg_settings_free(&s);
@@ -122,11 +128,6 @@ int main(int argc, char **argv)
         return rc;
     }
     tg_log_level = s.log_level;
-    if (s.nlisten == 0) {
-        fprintf(stderr, "tollgate: %s has no http or https section: nothing to listen on\n",
-                config);
-        return 1;
-    }
     /* The master's signals are blocked from here on (it reads them from a
      * signalfd): a SIGHUP or SIGTERM that arrives as soon as the listening
      * line is logged is handled, not fatal. */

@@ -397,7 +397,9 @@ static void reload(const char *why)
         return;
     }
     if (next.nlisten == 0) {
-        tg_log_error("reload refused: the new configuration has no http or https section");
+        tg_log_error("reload refused, still serving the previous configuration: "
+                     "%s has no http or https section: nothing to listen on", config);
+        watch_also(settings, &next);
         tg_settings_free(&next);
         return;
     }

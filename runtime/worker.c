@@ -228,8 +228,6 @@ int tg_worker_run(tg_settings_t *s, const char *config_path, int id)
     tg_worker.id = id;
     tg_worker.settings = s;
     prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the master */
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
 
     tg_worker.loop = ev_loop_new(EVFLAG_AUTO);
     if (tg_worker.loop == NULL) {
@@ -268,6 +266,10 @@ int tg_worker_run(tg_settings_t *s, const char *config_path, int id)
     ev_signal_start(tg_worker.loop, &tg_worker.sigterm);
     ev_signal_start(tg_worker.loop, &tg_worker.sigint);
     ev_signal_start(tg_worker.loop, &tg_worker.sigquit);
+    /* signals stay blocked (from main) until their watchers exist: a
+     * SIGHUP or SIGTERM sent while the config loads waits, it does not kill */
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     ev_prepare_init(&tg_worker.prepare, on_prepare);
     ev_prepare_start(tg_worker.loop, &tg_worker.prepare);
     start_listeners();

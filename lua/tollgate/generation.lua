@@ -44,14 +44,31 @@ local function build_pipeline(pl, modules, env, ctx)
                 -- the step's own view: its place in the config names its
                 -- state (rate-limit counters) so it is stable across reloads
                 local senv = setmetatable({ id = spath, pipeline = pl.name }, { __index = env })
-                local ok, res, nerr = pcall(mod.new, conf, senv)
+                local ok, res, nerr, nkey = pcall(mod.new, conf, senv)
+                -- where to point: the key the constructor named (new may
+                -- return nil, err, key), else the step's action, else the
+                -- step, else the policy's entry (a `- name:` with no steps)
+                local tbl, key = step.at[1], "action"
+                if not ctx:line(tbl) then tbl, key = pol.at[1], pol.at[2] end
                 if not ok then
                     return nil, ctx:error(spath .. ": " .. pol.name .. ": " .. tostring(res),
-                        step.at[1], "action")
+                        tbl, key)
                 end
                 if res == nil then
-                    return nil, ctx:error(spath .. ".action: " .. tostring(nerr or "invalid"),
-                        step.at[1], "action")
+                    local where = spath .. ".action"
+                    local first
+                    if type(nkey) == "string" then
+                        where = where .. "." .. nkey
+                        first = nkey:match("^[^.%[]+")
+                    elseif type(nerr) == "string" then
+                        -- "option: message" names the option too
+                        first = nerr:match("^([%w_]+)[.%[:]")
+                    end
+                    if first and type(step.action) == "table" and
+                        ctx:line(step.action, first) ~= ctx:line(step.action) then
+                        tbl, key = step.action, first
+                    end
+                    return nil, ctx:error(where .. ": " .. tostring(nerr or "invalid"), tbl, key)
                 end
                 inst = res
             end

@@ -5,7 +5,8 @@
 --   return {
 --     name = "my-policy",
 --     schema = { properties = { ... } },      -- see tollgate.schema
---     new = function(conf, env) return instance end,  -- once per config load
+--     new = function(conf, env) return instance end,  -- once per config load;
+--                                    -- or nil, err, "option" to refuse the config
 --     access = function(instance, req) end,   -- return status, body, headers to end
 --     response = function(instance, req) end, -- optional
 --     log = function(instance, req) end,      -- optional

@@ -43,6 +43,10 @@ local errcode = ffi.new("int[1]")
 local erroff = ffi.new("size_t[1]")
 local msgbuf = ffi.new("unsigned char[256]")
 
+-- JIT-compile patterns (off while the master only checks a config: PCRE2
+-- keeps freed JIT memory cached, and nothing is matched there)
+_M.jit = true
+
 function _M.compile(pattern, flags)
     local opts = 0
     if flags and flags:find("i", 1, true) then opts = opts + PCRE2_CASELESS end
@@ -54,7 +58,9 @@ function _M.compile(pattern, flags)
             " at offset " .. tonumber(erroff[0])
     end
     code = ffi.gc(code, lib.pcre2_code_free_8)
-    lib.pcre2_jit_compile_8(code, PCRE2_JIT_COMPLETE) -- falls back to the interpreter
+    if _M.jit then -- else the interpreter (a check-only load never matches)
+        lib.pcre2_jit_compile_8(code, PCRE2_JIT_COMPLETE)
+    end
     local md = ffi.gc(lib.pcre2_match_data_create_from_pattern_8(code, nil),
         lib.pcre2_match_data_free_8)
     return setmetatable({ code = code, md = md, source = pattern }, Regex)

@@ -11,6 +11,7 @@ local config = require "tollgate.config"
 local core = require "tollgate.core"
 local generation = require "tollgate.generation"
 local pipeline = require "tollgate.pipeline"
+local regex = require "tollgate.regex"
 local request = require "tollgate.request"
 
 local C = core.C
@@ -30,6 +31,7 @@ local current -- the generation serving requests
 -- On failure: nil, the error, and the files read so far (the master keeps
 -- watching them, so fixing one reloads).
 function _M.load(path, serve)
+    regex.jit = serve and true or false
     local model, err, files = config.load(path)
     if not model then return nil, err, files or { path } end
     local gen, gerr = generation.build(model)

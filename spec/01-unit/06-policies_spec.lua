@@ -141,8 +141,8 @@ describe("policies", function()
       { "followRedirects: true refused", "serviceEndpoint: backend\n          followRedirects: true\n", nil,
         "pipelines.p.policies[1].proxy[1].action: followRedirects: not supported by tollgate" },
       { "missing service endpoint (Express Gateway's message)", "serviceEndpoint: nope\n", nil,
-        "pipelines.p.policies[1].proxy[1].action: service endpoint nope (referenced in proxy " ..
-          "policy configuration) does not exist" },
+        "pipelines.p.policies[1].proxy[1].action.serviceEndpoint: service endpoint nope " ..
+          "(referenced in proxy policy configuration) does not exist" },
       { "changeOrigin not a boolean", "serviceEndpoint: backend\n          changeOrigin: maybe\n", 21,
         'pipelines.p.policies[1].proxy[1].action.changeOrigin: expected boolean, got "maybe"' },
       { "strategy not round-robin", "serviceEndpoint: pair\n          strategy: random\n", 21,
