@@ -90,14 +90,18 @@ declare -A MASTER WORKER
 # reload NAME GEN: write the next variant, SIGHUP the master, wait (10 s at most) until the worker
 # logs generation GEN; prints the worker's "in X ms".
 reload() {
-    local name=$1 gen=$2 dir="$T/$1" ms=
+    local name=$1 gen=$2 dir="$T/$1" ms= line
     if (( gen % 2 )); then use_variant "$name" a; else use_variant "$name" b; fi
     echo "$gen" >>"$dir/hups"
     kill -HUP "${MASTER[$name]}"
     local deadline=$(( SECONDS + 10 ))
     while [[ -z $ms ]]; do
-        ms=$(grep -F "configuration reloaded (generation $gen) in " "$dir/stderr.log" | sed -n 's/.* in \([0-9.]*\) ms$/\1/p' | tail -1 || true)
-        [[ -n $ms ]] && break
+        line=$(grep -F "configuration reloaded (generation $gen) in " "$dir/stderr.log" | tail -1 || true)
+        ms=$(sed -n 's/.* in \([0-9.]*\) ms.*/\1/p' <<<"$line")
+        if [[ -n $ms ]]; then
+            sed -n 's/.* (\([0-9.]*\) ms CPU).*/\1/p' <<<"$line" >>"$dir/cpu.txt"
+            break
+        fi
         (( SECONDS < deadline )) || die "$name: generation $gen was not logged within 10 s: $(tail -5 "$dir/stderr.log")"
         kill -0 "${WORKER[$name]}" 2>/dev/null || die "$name: worker ${WORKER[$name]} died: $(tail -5 "$dir/stderr.log")"
         sleep 0.005
@@ -166,14 +170,17 @@ if [[ $PARTS == *a* ]]; then
 echo
 echo "==== (a) reload time, $ROUTES routes, $TIME_RELOADS reloads by SIGHUP (idle gateway)"
 : >"$T/big/times.txt"
+: >"$T/big/cpu.txt"
 for (( i=1; i<=TIME_RELOADS; i++ )); do
     GEN=$(( GEN + 1 ))
     reload big "$GEN" >>"$T/big/times.txt"
 done
 read -r a_min a_med a_p90 a_max a_mean < <(stats <"$T/big/times.txt")
+read -r c_min c_med c_p90 c_max c_mean < <(stats <"$T/big/cpu.txt")
 read -r e_min e_med e_p90 e_max e_mean < <(end_to_end "$T/big/stderr.log" | stats)
 printf '%-44s %8s %8s %8s %8s %8s\n' '' min median p90 max mean
 printf '%-44s %8s %8s %8s %8s %8s\n' "worker: new generation built and swapped, ms" "$a_min" "$a_med" "$a_p90" "$a_max" "$a_mean"
+printf '%-44s %8s %8s %8s %8s %8s\n' "  of which the worker's own CPU, ms" "$c_min" "$c_med" "$c_p90" "$c_max" "$c_mean"
 printf '%-44s %8s %8s %8s %8s %8s\n' "SIGHUP to reloaded (master check + worker), ms" "$e_min" "$e_med" "$e_p90" "$e_max" "$e_mean"
 echo "(for scale: \`tollgate -t\` on this config, a whole process, takes ${check_ms} s)"
 A_MED=$a_med A_MAX=$a_max

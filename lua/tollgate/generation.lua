@@ -173,7 +173,7 @@ function _M.build(model)
             rep.at[1], rkey)
     end
     s.files = files
-    return { router = rt, pipelines = pipelines, settings = s, model = model,
+    return { router = rt, pipelines = pipelines, settings = s,
         warnings = model.warnings, files = files }
 end
 

@@ -213,7 +213,7 @@ function R:wait_reload(timeout)
     for i, pid in ipairs(self.workers) do
       local key = "worker " .. pid .. ": configuration reloaded (generation " .. self.gen .. ") in "
       local _, e = text:find(key, from, true)
-      local ms = e and text:match("^([%d%.]+) ms\n", e + 1)
+      local ms = e and text:match("^([%d%.]+) ms[^\n]*\n", e + 1)
       if not ms then return nil, "worker " .. pid .. " not yet" end
       times[i] = tonumber(ms)
       if e > last then last = e end
