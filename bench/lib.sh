@@ -1,4 +1,6 @@
+# shellcheck shell=bash disable=SC2034
 # bench/lib.sh: shared by bench/run.sh and bench/policies.sh. Sourced, not run.
+# (SC2034: most variables set here are read by the scripts that source it.)
 #
 # The sourcing script sets PROG (its name, for messages) and its defaults (DURATION, WARMUP,
 # CONNECTIONS, ROUNDS, KEEP_TMP), then calls `bench_setup TOOL...`, which checks the tools and the
@@ -11,7 +13,7 @@
 die() { echo "$PROG: $*" >&2; exit 1; }
 
 bench_setup() {   # bench_setup TOOL... (beyond the ones every bench needs)
-    cd "$(dirname "${BASH_SOURCE[0]}")/.."
+    cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
     TOLLGATE=${TOLLGATE:-build/tollgate}
     local tool
     for tool in wrk nginx taskset luajit curl getconf "$@"; do
@@ -263,7 +265,7 @@ start_tollgate() {
     PIDS+=("$TG_MASTER")
     TG_PORT=
     for _ in $(seq 100); do
-        TG_PORT=$(sed -n 's/.*listening on http:\/\/.*:\([0-9][0-9]*\).*/\1/p' "$dir/stderr.log" | head -1)
+        TG_PORT=$(sed -n 's/.*listening on https\{0,1\}:\/\/.*:\([0-9][0-9]*\).*/\1/p' "$dir/stderr.log" | head -1)
         [[ -n $TG_PORT ]] && break
         kill -0 "$TG_MASTER" 2>/dev/null || break
         sleep 0.1
@@ -303,6 +305,10 @@ print_header() {   # print_header TITLE SETTINGS (after preflight)
 # ---------------------------------------------------------------- load
 declare -A RPS P50 P99 CPU10K CPUPCT RSS_IDLE RSS_LOAD NON2XX SOCKERR CPUS CORE0 CORE1 OTHER0 STEAL0 STEAL1 UPCPU
 declare -A REQS DUR WARMREQS
+# bench_one's URL scheme (BENCH_SCHEME=https for TLS gateways) and extra wrk arguments
+# (e.g. WRK_EXTRA=(-H "Connection: close") for a new connection, so a new handshake, per request)
+BENCH_SCHEME=${BENCH_SCHEME:-http}
+WRK_EXTRA=()
 
 parse_wrk() {   # parse_wrk FILE -> "reqs dur_s rps p50_ms p99_ms non2xx sockerr"
     awk '
@@ -356,7 +362,7 @@ wait_idle() {
 # the worker's CPU and both cores' /proc/stat sampled around it; results in the arrays above under
 # "KEY#ROUND", wrk's output in $T/runs/. SCRIPT: a wrk Lua script (-s), its ARGS after `--`.
 bench_one() {
-    local name=$1 round=$2 port=$3 master=$4 worker=$5 url="http://127.0.0.1:$3/" c0 c1 out key="$1#$2"
+    local name=$1 round=$2 port=$3 master=$4 worker=$5 url="${BENCH_SCHEME:-http}://127.0.0.1:$3/" c0 c1 out key="$1#$2"
     shift 5
     local script=()
     if [[ $# -gt 0 ]]; then script=(-s "$1" "$url" -- "${@:2}"); else script=("$url"); fi
@@ -365,7 +371,7 @@ bench_one() {
     wait_idle
     WARMREQS[$key]=0
     if [[ $WARMUP -gt 0 ]]; then
-        taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" "${script[@]}" >"$T/runs/$name.$round.warmup.txt" 2>&1 \
+        taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" "${WRK_EXTRA[@]}" "${script[@]}" >"$T/runs/$name.$round.warmup.txt" 2>&1 \
             || die "$name: wrk warm-up failed: $(cat "$T/runs/$name.$round.warmup.txt")"
         WARMREQS[$key]=$(parse_wrk "$T/runs/$name.$round.warmup.txt" | awk '{ print $1 }')
     fi
@@ -373,7 +379,7 @@ bench_one() {
     u0=$(cpu_ticks "$UP_WORKER")
     k0=$(core_ticks 0); k1=$(core_ticks 1)
     c0=$(cpu_ticks "$worker") || die "$name: worker $worker is gone before the measured run"
-    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${script[@]}" >"$out" 2>&1 \
+    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${WRK_EXTRA[@]}" "${script[@]}" >"$out" 2>&1 \
         || die "$name: wrk failed: $(cat "$out")"
     c1=$(cpu_ticks "$worker") || { echo "WARNING: $name: worker $worker died during the measured run"; c1=$c0; }
     k0b=$(core_ticks 0); k1b=$(core_ticks 1)

@@ -244,7 +244,6 @@ static int ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv,
     unsigned char aes[32], mac[32], name[16];
     uint64_t now = (uint64_t) time(NULL) / 3600;
     OSSL_PARAM params[3];
-    tg_unused(ssl);
 
     if (enc) {
         ticket_keys(now, name, aes, mac);
@@ -253,11 +252,14 @@ static int ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv,
             return -1;
         if (EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, aes, iv) != 1)
             return -1;
-    } else {
+    }
+    int renew = 0;
+    if (!enc) {
         int found = 0;
         for (uint64_t p = now; p + 1 >= now && !found; p--) {
             ticket_keys(p, name, aes, mac);
             found = memcmp(key_name, name, 16) == 0;
+            renew = p != now; /* last hour's key: give a fresh ticket */
             if (p == 0)
                 break;
         }
@@ -265,13 +267,17 @@ static int ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv,
             return 0; /* unknown key: a full handshake */
         if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, aes, iv) != 1)
             return -1;
+        /* TLS 1.3 clients use a ticket once: without a new one on each
+         * resumption every other connection would be a full handshake */
+        if (SSL_version(ssl) == TLS1_3_VERSION)
+            renew = 1;
     }
     params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, mac, sizeof(mac));
     params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *) "SHA256", 0);
     params[2] = OSSL_PARAM_construct_end();
     if (EVP_MAC_CTX_set_params(hctx, params) != 1)
         return -1;
-    return 1;
+    return renew ? 2 : 1; /* 2: valid, and issue a new ticket */
 }
 
 /* ---- server contexts ------------------------------------------------------------ */

@@ -122,6 +122,28 @@ describe("https: session resumption", function()
       end
     end)
 
+    -- TLS 1.3 only: a TLS 1.2 client keeps its ticket (and s_client writes
+    -- no -sess_out after a resumed TLS 1.2 session)
+    if proto == "-tls1_3" then it(proto .. ": each resumption hands out a fresh session, " ..
+       "and the chain keeps resuming (TLS 1.3 clients use a ticket once)", function()
+      start()
+      local prev = c:path("chain0" .. proto)
+      local r = s_client{ proto, "-sess_out", prev }
+      assert.is_true(r.new, r.output)
+      for i = 1, 4 do
+        local nxt = c:path("chain" .. i .. proto)
+        local _, out = process.run{ cmd = { "openssl", "s_client", "-connect",
+          "127.0.0.1:" .. g.tls_port, "-ign_eof", "-msg", proto, "-sess_in", prev,
+          "-sess_out", nxt }, stdin = reqfile, timeout = 10 }
+        assert.truthy(out:find("\nReused, ", 1, true), "connection " .. i .. " not resumed")
+        -- without a new ticket on a resumed connection, a TLS 1.3 client
+        -- falls back to a full handshake every other connection
+        assert.truthy(out:find("NewSessionTicket", 1, true),
+          "no new session ticket on resumed connection " .. i)
+        prev = nxt
+      end
+    end) end
+
     it(proto .. ": a session from before requestCert/rejectUnauthorized were turned on " ..
        "does not get around them", function()
       start()
