@@ -19,10 +19,41 @@
 -- `sub`) goes upstream as eg-consumer-id. On failure: 401 Unauthorized,
 -- WWW-Authenticate: Bearer error="invalid_token", and the reason in the
 -- access log's "error".
+--
+-- Or the keys of an identity provider, as a JSON Web Key Set:
+--
+--   - jwt:
+--       - action:
+--           jwksUri: https://idp.example/.well-known/jwks.json
+--           jwksRefreshInterval: 300000            # ms between refreshes (default 5 min)
+--           jwksTimeout: 5000                      # ms: the fetch, and how long requests wait for it
+--           jwksCaFile: certs/idp-ca.pem           # optional: a private CA (relative to the config)
+--           checkCredentialExistence: false
+--
+-- The set is fetched over HTTPS without blocking the worker (tollgate.jwks:
+-- a timer runs tollgate.http), when the config loads and then every
+-- jwksRefreshInterval; each worker fetches its own copy. RSA (n, e), EC
+-- (P-256/384/521: x, y) and oct (k: an HMAC secret) keys are used; a key's
+-- "alg" restricts it to that algorithm, and keys whose "use" is not "sig"
+-- are skipped. The token's kid picks the key; a token without a kid is
+-- checked against every key of its algorithm's type. A kid the set does
+-- not have makes the worker fetch the set again (at most once per 10 s,
+-- one fetch at a time: the requests that need it wait, up to jwksTimeout),
+-- then the token is checked again; still unknown, 401. A fetch that fails
+-- (connection, TLS, status, bad JSON, no usable key) is logged and the
+-- last good set is kept; when the set changes, the verified-token cache is
+-- cleared, so a token whose key was removed is refused from then on.
+-- Until a first set is fetched, requests wait for the fetch in flight (up
+-- to jwksTimeout), then get 503 Service Unavailable (with passThrough:
+-- continue anonymously), and the access log says why. jwksUri must be
+-- https://; http:// is accepted for 127.0.0.1 and localhost only, with a
+-- warning.
 
 local ffi = require "ffi"
 local cjson = require "cjson.safe"
 local core = require "tollgate.core"
+local config = require "tollgate.config"
+local jwks = require "tollgate.jwks"
 
 local C = core.C
 local ffi_string = ffi.string
@@ -34,6 +65,7 @@ local ALG_BITS = {
     ES256 = 64, ES384 = 128, ES512 = 256,
 }
 local REASON_OK = 0
+local REASON_NO_KEY = 3
 
 local UNAUTHORIZED_HEADERS_BAD = {
     ["Content-Type"] = "text/plain; charset=utf-8",
@@ -43,6 +75,12 @@ local UNAUTHORIZED_HEADERS_NONE = {
     ["Content-Type"] = "text/plain; charset=utf-8",
     ["WWW-Authenticate"] = "Bearer",
 }
+local UNAVAILABLE_HEADERS = {
+    ["Content-Type"] = "text/plain; charset=utf-8",
+}
+
+-- http:// is for a key set served on this machine (tests, a sidecar)
+local LOCAL_HOSTS = { ["127.0.0.1"] = true, ["localhost"] = true, ["[::1]"] = true }
 
 local function list(v)
     if v == nil then return nil end
@@ -68,14 +106,54 @@ local function read_file(path)
     return s
 end
 
+-- jwksUri and friends: the key set's source, or nil, err.
+local function jwks_source(conf, env, self)
+    local u, uerr = config.parse_url(conf.jwksUri)
+    if not u then return nil, "jwksUri: " .. uerr end
+    if u.scheme ~= "https" then
+        if not LOCAL_HOSTS[u.host] then
+            return nil, "jwksUri: the key set must come over https:// (http:// is accepted " ..
+                "for 127.0.0.1 and localhost only)"
+        end
+        if env.warn then
+            env.warn((env.id or "jwt") .. ": jwksUri " .. conf.jwksUri .. " is plain http: " ..
+                "fine on this machine, never across a network")
+        end
+    end
+    local ca
+    if conf.jwksCaFile then
+        if u.scheme ~= "https" then
+            return nil, "jwksCaFile: only used with an https:// jwksUri"
+        end
+        ca = conf.jwksCaFile
+        if sub(ca, 1, 1) ~= "/" then ca = env.dir .. "/" .. ca end
+        if env.watch then env.watch(ca) end -- a renewed CA reloads the config
+        local f, ferr = io.open(ca, "rb")
+        if not f then return nil, "jwksCaFile: " .. tostring(ferr) end
+        f:close()
+        local errbuf = ffi.new("char[256]")
+        if C.tg_tls_client_get(1, ca, nil, nil, errbuf, 256) == nil then
+            return nil, "jwksCaFile: " .. ca .. ": " .. ffi_string(errbuf)
+        end
+    end
+    return jwks.new{
+        url = conf.jwksUri,
+        timeout = conf.jwksTimeout / 1000,
+        interval = conf.jwksRefreshInterval / 1000,
+        ca_file = ca,
+        name = "jwt " .. tostring(env.id or ""),
+        on_change = function()
+            -- tokens verified with the old set must be checked again
+            self.cache = {}
+            self.cached = 0
+        end,
+    }
+end
+
 local function new(conf, env)
     if conf.checkCredentialExistence then
         return nil, "checkCredentialExistence: true checks the token's subject against a " ..
             "consumer store, which tollgate does not have yet; set checkCredentialExistence: false"
-    end
-    if conf.jwksUri then
-        return nil, "jwksUri: key sets fetched over HTTPS are not supported yet; " ..
-            "use secretOrPublicKey or secretOrPublicKeyFile"
     end
     local material = conf.secretOrPublicKey
     if conf.secretOrPublicKeyFile then
@@ -104,23 +182,31 @@ local function new(conf, env)
     local algs = 0
     for _, a in ipairs(conf.algorithms or {}) do algs = algs + ALG_BITS[a] end
 
+    if conf.jwksUri then
+        local src, err = jwks_source(conf, env, self)
+        if not src then return nil, err end
+        self.jwks = src
+    end
+
     if core.has_c then
-        local errbuf = ffi.new("char[256]")
-        local key = C.tg_jwt_key_new(material, #material, nil, errbuf, 256)
-        if key == nil then
-            return nil, "secretOrPublicKey" .. (conf.secretOrPublicKeyFile and "File" or "") ..
-                ": " .. ffi_string(errbuf)
+        if not self.jwks then
+            local errbuf = ffi.new("char[256]")
+            local key = C.tg_jwt_key_new(material, #material, nil, errbuf, 256)
+            if key == nil then
+                return nil, "secretOrPublicKey" .. (conf.secretOrPublicKeyFile and "File" or "") ..
+                    ": " .. ffi_string(errbuf)
+            end
+            ffi.gc(key, C.tg_jwt_key_free)
+            local supported = C.tg_jwt_key_algs(key)
+            if algs ~= 0 and bit.band(algs, supported) == 0 then
+                return nil, "algorithms: none of them can be verified with this key (" ..
+                    (bit.band(supported, 7) ~= 0 and "a secret verifies HS256/384/512" or
+                     bit.band(supported, 56) ~= 0 and "an RSA key verifies RS256/384/512" or
+                     "this EC key verifies one ES algorithm") .. ")"
+            end
+            self.key = key
+            self.keys = ffi.new("tg_jwt_key_t *[1]", key)
         end
-        ffi.gc(key, C.tg_jwt_key_free)
-        local supported = C.tg_jwt_key_algs(key)
-        if algs ~= 0 and bit.band(algs, supported) == 0 then
-            return nil, "algorithms: none of them can be verified with this key (" ..
-                (bit.band(supported, 7) ~= 0 and "a secret verifies HS256/384/512" or
-                 bit.band(supported, 56) ~= 0 and "an RSA key verifies RS256/384/512" or
-                 "this EC key verifies one ES algorithm") .. ")"
-        end
-        self.key = key
-        self.keys = ffi.new("tg_jwt_key_t *[1]", key)
         self.opts = ffi.new("tg_jwt_opts_t")
         self.opts.algorithms = algs
         self.opts.leeway = conf.leeway
@@ -131,6 +217,9 @@ local function new(conf, env)
         self.opts.issuer = self.iss
         self.result = ffi.new("tg_jwt_result_t")
     end
+    -- the first fetch now, then every jwksRefreshInterval (timers: nothing
+    -- runs while the config is only being checked)
+    if self.jwks then self.jwks:start() end
     return self
 end
 
@@ -180,6 +269,15 @@ local function refuse(self, req, why, had_token)
     return 401, "Unauthorized", had_token and UNAUTHORIZED_HEADERS_BAD or UNAUTHORIZED_HEADERS_NONE
 end
 
+-- No key set to check the token with (jwksUri, before a first good fetch):
+-- the token is not known to be bad, the gateway cannot tell.
+local function unavailable(self, req, why)
+    req:log_error("jwt: no key set from " .. self.jwks.url .. ": " .. tostring(why))
+    req:remove_header("eg-consumer-id")
+    if self.pass then return nil end
+    return 503, "Service Unavailable", UNAVAILABLE_HEADERS
+end
+
 local function access(self, req)
     local token = extract(self, req)
     if not token or token == "" then
@@ -197,7 +295,24 @@ local function access(self, req)
     end
 
     local res = self.result
-    local reason = C.tg_jwt_verify(self.keys, 1, token, #token, self.opts, now, res)
+    local reason
+    local src = self.jwks
+    if src then
+        local set = src.set
+        if not set then
+            local why
+            set, why = src:ensure(req) -- may wait for the fetch in flight
+            if not set then return unavailable(self, req, why) end
+        end
+        reason = C.tg_jwt_verify(set.keys, set.n, token, #token, self.opts, core.now(), res)
+        -- a kid the set does not have: the key set may have been rotated
+        if reason == REASON_NO_KEY and src:refresh_unknown(req) then
+            set = src.set
+            reason = C.tg_jwt_verify(set.keys, set.n, token, #token, self.opts, core.now(), res)
+        end
+    else
+        reason = C.tg_jwt_verify(self.keys, 1, token, #token, self.opts, now, res)
+    end
     if reason ~= REASON_OK then
         return refuse(self, req, ffi_string(C.tg_jwt_reason_text(reason)), true)
     end
@@ -231,6 +346,18 @@ return {
                 description = "an HMAC secret, or a PEM public key or certificate" },
             secretOrPublicKeyFile = { type = "string",
                 description = "a file with the secret or PEM (relative to the config)" },
+            jwksUri = { type = "string",
+                description = "an https:// URL serving the identity provider's JSON Web Key " ..
+                    "Set; the token's kid picks the key (http:// for 127.0.0.1/localhost only)" },
+            jwksRefreshInterval = { type = "integer", default = 300000, minimum = 100,
+                description = "milliseconds between fetches of the key set (each worker " ..
+                    "fetches its own)" },
+            jwksTimeout = { type = "integer", default = 5000, minimum = 100,
+                description = "milliseconds: the fetch's inactivity timeout, and how long a " ..
+                    "request waits for a fetch in flight" },
+            jwksCaFile = { type = "string",
+                description = "CA certificates (PEM) to trust for jwksUri instead of the " ..
+                    "system's (relative to the config)" },
             jwtExtractor = { type = "string", default = "authBearer",
                 enum = { "authBearer", "header", "query", "authScheme" },
                 description = "where the token is" },
@@ -250,12 +377,13 @@ return {
                 description = "seconds of clock skew tolerated for exp and nbf" },
             cacheSize = { type = "integer", default = 10000, minimum = 0,
                 description = "verified tokens kept per worker; 0 disables the cache" },
-            jwksUri = { type = "string", description = "not supported yet" },
         },
         check = function(conf)
             local n = (conf.secretOrPublicKey and 1 or 0) + (conf.secretOrPublicKeyFile and 1 or 0)
+                + (conf.jwksUri and 1 or 0)
             if n ~= 1 then
-                return nil, "give exactly one of secretOrPublicKey and secretOrPublicKeyFile"
+                return nil, "give exactly one of secretOrPublicKey, secretOrPublicKeyFile " ..
+                    "and jwksUri"
             end
             return true
         end,

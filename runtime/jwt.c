@@ -64,13 +64,77 @@ static void key_error(char *err, size_t errlen, const char *what)
     snprintf(err, errlen, "%s%s%s", what, e ? ": " : "", detail);
 }
 
-tg_jwt_key_t *tg_jwt_key_new(const char *material, size_t len, const char *kid, char *err,
-                             size_t errlen)
+/* Takes pkey over (freed when refused): its algorithms by type and curve. */
+tg_jwt_key_t *tg_jwt_key_from_pkey(EVP_PKEY *pkey, const char *kid, char *err, size_t errlen)
 {
     tg_jwt_key_t *k = tg_calloc(1, sizeof(*k));
 
     if (kid)
         k->kid = tg_strndup(kid, strlen(kid));
+    k->pkey = pkey;
+    switch (EVP_PKEY_get_base_id(pkey)) {
+    case EVP_PKEY_RSA:
+        k->algs = RS_ALL;
+        break;
+    case EVP_PKEY_EC: {
+        /* by curve, not size: secp256k1 is 256 bits but not ES256's */
+        char curve[64] = "";
+        size_t clen = 0;
+        EVP_PKEY_get_group_name(pkey, curve, sizeof(curve), &clen);
+        if (strcmp(curve, "prime256v1") == 0 || strcmp(curve, "P-256") == 0) {
+            k->algs = TG_JWT_ES256;
+            k->ec_bytes = 32;
+        } else if (strcmp(curve, "secp384r1") == 0 || strcmp(curve, "P-384") == 0) {
+            k->algs = TG_JWT_ES384;
+            k->ec_bytes = 48;
+        } else if (strcmp(curve, "secp521r1") == 0 || strcmp(curve, "P-521") == 0) {
+            k->algs = TG_JWT_ES512;
+            k->ec_bytes = 66;
+        } else {
+            snprintf(err, errlen, "EC key on curve %s: JWT uses P-256, P-384 and P-521",
+                     curve[0] ? curve : "(unknown)");
+            tg_jwt_key_free(k);
+            return NULL;
+        }
+        break;
+    }
+    default:
+        snprintf(err, errlen, "unsupported key type (RSA and EC keys are)");
+        tg_jwt_key_free(k);
+        return NULL;
+    }
+    return k;
+}
+
+tg_jwt_key_t *tg_jwt_key_from_secret(const void *secret, size_t len, const char *kid)
+{
+    tg_jwt_key_t *k = tg_calloc(1, sizeof(*k));
+
+    if (kid)
+        k->kid = tg_strndup(kid, strlen(kid));
+    k->secret = (unsigned char *) tg_strndup(secret, len);
+    k->secret_len = len;
+    k->algs = HS_ALL;
+    return k;
+}
+
+int tg_jwt_key_restrict(tg_jwt_key_t *k, int algs)
+{
+    k->algs &= algs;
+    return k->algs;
+}
+
+int tg_jwt_alg_bit(const char *name)
+{
+    for (size_t i = 0; i < tg_nelem(ALGS); i++)
+        if (strcmp(name, ALGS[i].name) == 0)
+            return ALGS[i].alg;
+    return 0;
+}
+
+tg_jwt_key_t *tg_jwt_key_new(const char *material, size_t len, const char *kid, char *err,
+                             size_t errlen)
+{
     if (len >= 11 && memmem(material, len, "-----BEGIN ", 11)) {
         BIO *bio = BIO_new_mem_buf(material, (int) len);
         EVP_PKEY *pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
@@ -93,52 +157,15 @@ tg_jwt_key_t *tg_jwt_key_new(const char *material, size_t len, const char *kid, 
         BIO_free(bio);
         if (pkey == NULL) {
             key_error(err, errlen, "not a PEM public key, certificate or private key");
-            tg_jwt_key_free(k);
             return NULL;
         }
-        k->pkey = pkey;
-        switch (EVP_PKEY_get_base_id(pkey)) {
-        case EVP_PKEY_RSA:
-            k->algs = RS_ALL;
-            break;
-        case EVP_PKEY_EC: {
-            /* by curve, not size: secp256k1 is 256 bits but not ES256's */
-            char curve[64] = "";
-            size_t clen = 0;
-            EVP_PKEY_get_group_name(pkey, curve, sizeof(curve), &clen);
-            if (strcmp(curve, "prime256v1") == 0 || strcmp(curve, "P-256") == 0) {
-                k->algs = TG_JWT_ES256;
-                k->ec_bytes = 32;
-            } else if (strcmp(curve, "secp384r1") == 0 || strcmp(curve, "P-384") == 0) {
-                k->algs = TG_JWT_ES384;
-                k->ec_bytes = 48;
-            } else if (strcmp(curve, "secp521r1") == 0 || strcmp(curve, "P-521") == 0) {
-                k->algs = TG_JWT_ES512;
-                k->ec_bytes = 66;
-            } else {
-                snprintf(err, errlen, "EC key on curve %s: JWT uses P-256, P-384 and P-521",
-                         curve[0] ? curve : "(unknown)");
-                tg_jwt_key_free(k);
-                return NULL;
-            }
-            break;
-        }
-        default:
-            snprintf(err, errlen, "unsupported key type (RSA and EC keys are)");
-            tg_jwt_key_free(k);
-            return NULL;
-        }
-        return k;
+        return tg_jwt_key_from_pkey(pkey, kid, err, errlen);
     }
     if (len == 0) {
         snprintf(err, errlen, "empty secret");
-        tg_jwt_key_free(k);
         return NULL;
     }
-    k->secret = (unsigned char *) tg_strndup(material, len);
-    k->secret_len = len;
-    k->algs = HS_ALL;
-    return k;
+    return tg_jwt_key_from_secret(material, len, kid);
 }
 
 void tg_jwt_key_free(tg_jwt_key_t *k)
@@ -193,6 +220,11 @@ static ssize_t b64url_decode(const char *in, size_t n, unsigned char *out)
     if (bits && (acc & ((1u << bits) - 1)))
         return -1;
     return (ssize_t) o;
+}
+
+ssize_t tg_jwt_b64url_decode(const char *in, size_t n, unsigned char *out)
+{
+    return b64url_decode(in, n, out);
 }
 
 static const EVP_MD *digest_for(int alg)
@@ -393,35 +425,42 @@ int tg_jwt_verify(tg_jwt_key_t **keys, int nkeys, const char *token, size_t len,
         goto done;
     }
 
+    /* The candidate keys: those with the token's kid; when no key has it
+     * (or the token has none), the keys without a kid (a lone key without
+     * a kid serves every token), or every key for a token without a kid.
+     * Candidates whose type fits the algorithm are tried in order (one,
+     * unless a kid-less token meets a key set). */
     const char *kid = jwt_get_grant(hj, "kid");
-    if (nkeys == 1 && (keys[0]->kid == NULL || kid == NULL || strcmp(keys[0]->kid, kid) == 0)) {
-        key = keys[0];
-    } else {
-        for (int i = 0; i < nkeys && key == NULL; i++)
-            if (kid && keys[i]->kid && strcmp(keys[i]->kid, kid) == 0)
-                key = keys[i];
+    int by_kid = 0;
+    for (int i = 0; kid && i < nkeys && !by_kid; i++)
+        by_kid = keys[i]->kid && strcmp(keys[i]->kid, kid) == 0;
+    int candidates = 0, fitting = 0;
+    ssize_t slen = 0;
+    size_t dlen = (size_t) (d2 - token);
+    for (int i = 0; i < nkeys && key == NULL; i++) {
+        const tg_jwt_key_t *k = keys[i];
+        if (by_kid ? (k->kid == NULL || strcmp(k->kid, kid) != 0) : (kid && k->kid))
+            continue;
+        candidates++;
+        /* The key decides the family: an RSA/EC public key is never used as
+         * an HMAC secret, whatever the token's header says. */
+        if (!(k->algs & alg))
+            continue;
+        if (fitting++ == 0) {
+            slen = b64url_decode(d2 + 1, siglen_b64, sig);
+            if (slen <= 0) {
+                reason = TG_JWT_MALFORMED;
+                goto done;
+            }
+        }
+        if (k->pkey ? verify_pkey(k, alg, token, dlen, sig, (size_t) slen)
+                    : verify_hmac(k, alg, token, dlen, sig, (size_t) slen))
+            key = k;
     }
     if (key == NULL) {
-        reason = TG_JWT_NO_KEY;
-        goto done;
-    }
-    /* The key decides the family: an RSA/EC public key is never used as an
-     * HMAC secret, whatever the token's header says. */
-    if (!(key->algs & alg)) {
-        reason = TG_JWT_ALG_NOT_ALLOWED;
-        goto done;
-    }
-
-    ssize_t slen = b64url_decode(d2 + 1, siglen_b64, sig);
-    if (slen <= 0) {
-        reason = TG_JWT_MALFORMED;
-        goto done;
-    }
-    size_t dlen = (size_t) (d2 - token);
-    int good = key->pkey ? verify_pkey(key, alg, token, dlen, sig, (size_t) slen)
-                         : verify_hmac(key, alg, token, dlen, sig, (size_t) slen);
-    if (!good) {
-        reason = TG_JWT_BAD_SIGNATURE;
+        reason = candidates == 0 ? TG_JWT_NO_KEY
+                 : fitting == 0  ? TG_JWT_ALG_NOT_ALLOWED
+                                 : TG_JWT_BAD_SIGNATURE;
         goto done;
     }
 

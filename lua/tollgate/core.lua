@@ -68,6 +68,9 @@ int tg_jwt_key_algs(const tg_jwt_key_t *k);
 int tg_jwt_verify(tg_jwt_key_t **keys, int nkeys, const char *token, size_t len,
                   const tg_jwt_opts_t *opts, double now, tg_jwt_result_t *out);
 const char *tg_jwt_reason_text(int reason);
+tg_jwt_key_t *tg_jwt_key_from_jwk(const char *kty, const char *crv, const char *n,
+                                  const char *e, const char *x, const char *y, const char *k,
+                                  const char *kid, const char *alg, char *err, size_t errlen);
 
 int tg_shdict_incr(const char *key, size_t klen, double by, double init, double ttl,
                    double *value, double *ttl_left);
@@ -150,7 +153,7 @@ local _M = {
         "tg_req_read_body", "tg_req_body", "tg_req_set_body", "tg_resp_read_body", "tg_resp_body",
         "tg_worker_id", "tg_log_line", "tg_req_set_error",
         "tg_jwt_key_new", "tg_jwt_key_free", "tg_jwt_key_algs", "tg_jwt_verify",
-        "tg_jwt_reason_text",
+        "tg_jwt_reason_text", "tg_jwt_key_from_jwk",
         "tg_shdict_incr", "tg_shdict_get", "tg_shdict_set", "tg_shdict_delete",
         "tg_shdict_stats", "tg_shdict_init", "tg_shdict_advance",
         "tg_test_request", "tg_test_request_free", "tg_test_upstream_request",

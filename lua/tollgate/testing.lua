@@ -38,8 +38,9 @@
 --   local res = g:get("/path", { Host = "api.example.com" })
 --   g:stop(); up:stop()
 --
--- (tollgate.testing.process, .certs, .jwt and .ws help with processes,
--- test certificates, tokens and WebSockets.)
+-- (tollgate.testing.process, .certs, .jwt, .jwks and .ws help with
+-- processes, test certificates, tokens and JSON Web Keys, a JWKS server,
+-- and WebSockets.)
 
 local ffi = require "ffi"
 local core = require "tollgate.core"

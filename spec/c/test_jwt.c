@@ -1,7 +1,7 @@
 /*
- * Unit test for runtime/jwt.c: keys (tg_jwt_key_new) and verification
- * (tg_jwt_verify) against tokens minted here with OpenSSL, including the
- * bad ones. The implementation is included so its statics are reachable.
+ * Unit test for runtime/jwt.c and runtime/jwk.c: keys (tg_jwt_key_new,
+ * tg_jwt_key_from_jwk) and verification (tg_jwt_verify, also against key
+ * sets) with tokens minted here with OpenSSL, including the bad ones. The implementation is included so its statics are reachable.
  * Output is TAP-like ("ok N - ..."); the exit status is non-zero if any
  * case failed. Built by `make check-c` with ASan/UBSan (LeakSanitizer runs
  * at exit, so keys and results must not leak).
@@ -17,6 +17,7 @@
 #include "/usr/include/jwt.h"
 
 #include "../../runtime/jwt.c"
+#include "../../runtime/jwk.c"
 #include "../../runtime/core.c"
 
 #include <openssl/encoder.h>
@@ -1137,14 +1138,46 @@ static void case_kid(void)
     EXPECT_REASON(tg_jwt_verify(&k1, 1, t3, strlen(t3), &o, NOW, &res), TG_JWT_NO_KEY, "kid k3");
     end();
 
-    begin("verify: several keys: picked by kid; unknown or missing kid NO_KEY");
+    begin("verify: several keys: picked by kid; an unknown kid NO_KEY");
     EXPECT_REASON(tg_jwt_verify(both, 2, t1, strlen(t1), &o, NOW, &res), TG_JWT_OK, "k1");
     EXPECT_REASON(tg_jwt_verify(both, 2, t2, strlen(t2), &o, NOW, &res), TG_JWT_OK, "k2");
     EXPECT_REASON(tg_jwt_verify(both, 2, t2_by_1, strlen(t2_by_1), &o, NOW, &res),
                   TG_JWT_BAD_SIGNATURE, "kid k2 signed with k1's secret");
     EXPECT_REASON(tg_jwt_verify(both, 2, t3, strlen(t3), &o, NOW, &res), TG_JWT_NO_KEY, "k3");
-    EXPECT_REASON(tg_jwt_verify(both, 2, tn, strlen(tn), &o, NOW, &res), TG_JWT_NO_KEY,
-                  "no kid");
+    end();
+
+    begin("verify: several keys, a token without kid: every key of the right type is tried");
+    EXPECT_REASON(tg_jwt_verify(both, 2, tn, strlen(tn), &o, NOW, &res), TG_JWT_OK,
+                  "no kid, signed with k1's secret");
+    {
+        tg_jwt_key_t *rev[2] = { k2, k1 };
+        EXPECT_REASON(tg_jwt_verify(rev, 2, tn, strlen(tn), &o, NOW, &res), TG_JWT_OK,
+                      "no kid, k1 second");
+        char *other = mint_ex("{\"alg\":\"HS256\"}", pl, TG_JWT_HS256, "secret-three", 12, NULL,
+                              0);
+        EXPECT_REASON(tg_jwt_verify(both, 2, other, strlen(other), &o, NOW, &res),
+                      TG_JWT_BAD_SIGNATURE, "no kid, signed by neither");
+        /* an RS token without kid against two HMAC keys: no key of its type */
+        char *rs = mint_ex("{\"alg\":\"RS256\"}", pl, TG_JWT_RS256, NULL, 0, rsa.pkey, 0);
+        EXPECT_REASON(tg_jwt_verify(both, 2, rs, strlen(rs), &o, NOW, &res),
+                      TG_JWT_ALG_NOT_ALLOWED, "RS256 against HMAC keys");
+    }
+    end();
+
+    begin("verify: a key set with a key without kid: it serves tokens whose kid is unknown");
+    {
+        tg_jwt_key_t *anon = tg_jwt_key_new("secret-anon", 11, NULL, err, sizeof(err));
+        tg_jwt_key_t *set[3] = { k1, anon, k2 };
+        char *ta = mint_ex("{\"alg\":\"HS256\",\"kid\":\"zz\"}", pl, TG_JWT_HS256,
+                           "secret-anon", 11, NULL, 0);
+        EXPECT_REASON(tg_jwt_verify(set, 3, ta, strlen(ta), &o, NOW, &res), TG_JWT_OK,
+                      "kid zz by the kid-less key");
+        EXPECT_REASON(tg_jwt_verify(set, 3, t3, strlen(t3), &o, NOW, &res),
+                      TG_JWT_BAD_SIGNATURE, "kid k3 signed with k1's secret: not k1's to verify");
+        EXPECT_REASON(tg_jwt_verify(set, 3, t2, strlen(t2), &o, NOW, &res), TG_JWT_OK,
+                      "kid k2 still picks k2");
+        tg_jwt_key_free(anon);
+    }
     end();
 
     tg_jwt_key_free(k1);
@@ -1262,6 +1295,375 @@ static void case_leaks(void)
     end();
 }
 
+/* ---- cases: JSON Web Keys (jwk.c) ------------------------------------------------ */
+
+/* base64url of a BIGNUM, padded to `pad` bytes (0: its own size). */
+static char *bn64(const BIGNUM *bn, int pad)
+{
+    int n = pad ? pad : BN_num_bytes(bn);
+    unsigned char *buf = tg_malloc((size_t) n + 1);
+    BN_bn2binpad(bn, buf, n);
+    char *s = b64url(buf, (size_t) n);
+    free(buf);
+    return keep(s);
+}
+
+typedef struct jwk {
+    char *n, *e, *x, *y;
+} jwk_t;
+
+static void jwk_rsa(EVP_PKEY *pkey, jwk_t *j)
+{
+    BIGNUM *n = NULL, *e = NULL;
+    EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_N, &n);
+    EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_E, &e);
+    j->n = bn64(n, 0);
+    j->e = bn64(e, 0);
+    j->x = j->y = NULL;
+    BN_free(n);
+    BN_free(e);
+}
+
+static void jwk_ec(EVP_PKEY *pkey, int bytes, jwk_t *j)
+{
+    BIGNUM *x = NULL, *y = NULL;
+    EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_EC_PUB_X, &x);
+    EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_EC_PUB_Y, &y);
+    j->x = bn64(x, bytes);
+    j->y = bn64(y, bytes);
+    j->n = j->e = NULL;
+    BN_free(x);
+    BN_free(y);
+}
+
+static tg_jwt_key_t *from_jwk(const char *kty, const char *crv, const jwk_t *j, const char *k,
+                              const char *kid, const char *alg, char *err)
+{
+    err[0] = 'x';
+    err[1] = '\0';
+    return tg_jwt_key_from_jwk(kty, crv, j ? j->n : NULL, j ? j->e : NULL, j ? j->x : NULL,
+                               j ? j->y : NULL, k, kid, alg, err, 256);
+}
+
+#define EXPECT_ERR(err, text)                                                             \
+    do {                                                                                  \
+        if (strstr((err), (text)) == NULL)                                                \
+            note("#   %s:%d: error \"%s\" does not say \"%s\"\n", __FILE__, __LINE__, (err), \
+                 (text));                                                                 \
+    } while (0)
+
+static void case_jwk_ok(void)
+{
+    char err[256];
+    jwk_t j;
+
+    begin("jwk: RSA (n, e) -> RS256/384/512; tokens its private key signed verify");
+    jwk_rsa(rsa.pkey, &j);
+    tg_jwt_key_t *k = from_jwk("RSA", NULL, &j, NULL, "r1", NULL, err);
+    EXPECT(k != NULL);
+    if (k == NULL) {
+        note("#   refused: %s\n", err);
+    } else {
+        EXPECT(tg_jwt_key_algs(k) == RS_ALL);
+        EXPECT(k->kid && strcmp(k->kid, "r1") == 0);
+        EXPECT(err[0] == '\0');
+        EXPECT_REASON(verify(k, mint_pk(TG_JWT_RS256, rsa.pkey, PAYLOAD)), TG_JWT_OK, "RS256");
+        EXPECT_REASON(verify(k, mint_pk(TG_JWT_RS512, rsa.pkey, PAYLOAD)), TG_JWT_OK, "RS512");
+        EXPECT_REASON(verify(k, mint_pk(TG_JWT_RS256, rsa2.pkey, PAYLOAD)),
+                      TG_JWT_BAD_SIGNATURE, "signed by another RSA key");
+    }
+    tg_jwt_key_free(k);
+    end();
+
+    struct {
+        tkey_t *key;
+        const char *crv;
+        int bytes, alg;
+    } ec[] = {
+        { &ec256, "P-256", 32, TG_JWT_ES256 },
+        { &ec384, "P-384", 48, TG_JWT_ES384 },
+        { &ec521, "P-521", 66, TG_JWT_ES512 },
+    };
+    for (size_t i = 0; i < tg_nelem(ec); i++) {
+        char desc[120];
+        snprintf(desc, sizeof(desc), "jwk: EC %s (x, y) -> %s only; its tokens verify", ec[i].crv,
+                 alg_name(ec[i].alg));
+        begin(desc);
+        jwk_ec(ec[i].key->pkey, ec[i].bytes, &j);
+        k = from_jwk("EC", ec[i].crv, &j, NULL, NULL, NULL, err);
+        EXPECT(k != NULL);
+        if (k == NULL) {
+            note("#   refused: %s\n", err);
+        } else {
+            EXPECT(tg_jwt_key_algs(k) == ec[i].alg);
+            EXPECT(k->ec_bytes == ec[i].bytes);
+            EXPECT_REASON(verify(k, mint_pk(ec[i].alg, ec[i].key->pkey, PAYLOAD)), TG_JWT_OK,
+                          ec[i].crv);
+        }
+        tg_jwt_key_free(k);
+        end();
+    }
+
+    begin("jwk: oct (k) -> an HMAC secret of the decoded bytes, whatever they look like");
+    {
+        /* bytes that would look like PEM to tg_jwt_key_new stay a secret */
+        const char *raw = "-----BEGIN PUBLIC KEY-----\n\x01\x02";
+        char *k64 = keep(b64url((const unsigned char *) raw, strlen(raw)));
+        k = from_jwk("oct", NULL, NULL, k64, "h1", NULL, err);
+        EXPECT(k != NULL && k->pkey == NULL && k->secret_len == strlen(raw));
+        if (k) {
+            EXPECT(tg_jwt_key_algs(k) == HS_ALL);
+            EXPECT_REASON(verify(k, mint_hs(TG_JWT_HS384, raw, PAYLOAD)), TG_JWT_OK, "HS384");
+            EXPECT_REASON(verify(k, mint_hs(TG_JWT_HS256, "other", PAYLOAD)),
+                          TG_JWT_BAD_SIGNATURE, "another secret");
+        }
+        tg_jwt_key_free(k);
+    }
+    end();
+
+    begin("jwk: alg restricts the key to that algorithm");
+    jwk_rsa(rsa.pkey, &j);
+    k = from_jwk("RSA", NULL, &j, NULL, NULL, "RS384", err);
+    EXPECT(k != NULL);
+    if (k) {
+        EXPECT(tg_jwt_key_algs(k) == TG_JWT_RS384);
+        EXPECT_REASON(verify(k, mint_pk(TG_JWT_RS384, rsa.pkey, PAYLOAD)), TG_JWT_OK, "RS384");
+        EXPECT_REASON(verify(k, mint_pk(TG_JWT_RS256, rsa.pkey, PAYLOAD)),
+                      TG_JWT_ALG_NOT_ALLOWED, "RS256 with an RS384 key");
+    }
+    tg_jwt_key_free(k);
+    k = from_jwk("oct", NULL, NULL, "c2VjcmV0", NULL, "HS512", err);
+    EXPECT(k != NULL && tg_jwt_key_algs(k) == TG_JWT_HS512);
+    tg_jwt_key_free(k);
+    end();
+
+    begin("jwk: one or two '=' of padding are tolerated; leading zeros in n are fine");
+    {
+        k = from_jwk("oct", NULL, NULL, "c2VjcmV0MQ==", NULL, NULL, err); /* "secret1" */
+        EXPECT(k != NULL && k->secret_len == 7 && memcmp(k->secret, "secret1", 7) == 0);
+        tg_jwt_key_free(k);
+        BIGNUM *n = NULL;
+        EVP_PKEY_get_bn_param(rsa.pkey, OSSL_PKEY_PARAM_RSA_N, &n);
+        jwk_rsa(rsa.pkey, &j);
+        j.n = bn64(n, BN_num_bytes(n) + 1);
+        BN_free(n);
+        k = from_jwk("RSA", NULL, &j, NULL, NULL, NULL, err);
+        EXPECT(k != NULL);
+        if (k)
+            EXPECT_REASON(verify(k, mint_pk(TG_JWT_RS256, rsa.pkey, PAYLOAD)), TG_JWT_OK,
+                          "n with a leading zero byte");
+        tg_jwt_key_free(k);
+    }
+    end();
+}
+
+static void case_jwk_refused(void)
+{
+    char err[256];
+    jwk_t r, e, bad;
+    jwk_rsa(rsa.pkey, &r);
+    jwk_ec(ec256.pkey, 32, &e);
+
+    struct {
+        const char *desc, *kty, *crv;
+        jwk_t *j;
+        const char *k, *alg, *want;
+    } cases[] = {
+        { "no kty", NULL, NULL, &r, NULL, NULL, "no \"kty\"" },
+        { "unknown kty (OKP)", "OKP", NULL, &r, NULL, NULL, "unknown kty \"OKP\"" },
+        { "kty in the wrong case", "rsa", NULL, &r, NULL, NULL, "unknown kty" },
+        { "RSA without n", "RSA", NULL, &e, NULL, NULL, "RSA key without \"n\"" },
+        { "EC without crv", "EC", NULL, &e, NULL, NULL, "EC key without \"crv\"" },
+        { "EC on an unknown crv", "EC", "P-192", &e, NULL, NULL, "unknown crv \"P-192\"" },
+        { "EC on secp256k1", "EC", "secp256k1", &e, NULL, NULL, "unknown crv" },
+        { "EC without x and y", "EC", "P-256", NULL, NULL, NULL, "EC key without \"x\"" },
+        { "EC P-256 coordinates given as P-384", "EC", "P-384", &e, NULL, NULL,
+          "coordinates are 48 bytes" },
+        { "oct without k", "oct", NULL, NULL, NULL, NULL, "oct key without \"k\"" },
+        { "oct with an empty k", "oct", NULL, NULL, "", NULL, "oct key without \"k\"" },
+        { "oct with k not base64url ('+')", "oct", NULL, NULL, "ab+d", NULL,
+          "\"k\" is not base64url" },
+        { "oct with k not base64url (one char)", "oct", NULL, NULL, "a", NULL,
+          "\"k\" is not base64url" },
+        { "oct with three '='", "oct", NULL, NULL, "YQ===", NULL, "\"k\" is not base64url" },
+        { "unknown alg (PS256)", "RSA", NULL, &r, NULL, "PS256", "alg \"PS256\" is not" },
+        { "alg none", "oct", NULL, NULL, "c2VjcmV0", "none", "alg \"none\" is not" },
+        { "alg of another type (ES256 on an RSA key)", "RSA", NULL, &r, NULL, "ES256",
+          "alg ES256 does not fit this RSA key" },
+        { "alg of another curve (ES384 on P-256)", "EC", "P-256", &e, NULL, "ES384",
+          "alg ES384 does not fit this EC P-256 key" },
+        { "alg HS256 on an RSA key", "RSA", NULL, &r, NULL, "HS256", "does not fit" },
+    };
+    for (size_t i = 0; i < tg_nelem(cases); i++) {
+        char desc[160];
+        snprintf(desc, sizeof(desc), "jwk: refused with a message: %s", cases[i].desc);
+        begin(desc);
+        tg_jwt_key_t *k = from_jwk(cases[i].kty, cases[i].crv, cases[i].j, cases[i].k, NULL,
+                                   cases[i].alg, err);
+        EXPECT(k == NULL);
+        EXPECT_ERR(err, cases[i].want);
+        tg_jwt_key_free(k);
+        end();
+    }
+
+    begin("jwk: RSA n not base64url");
+    bad = r;
+    bad.n = keep(tg_strndup(r.n, strlen(r.n)));
+    bad.n[10] = '/';
+    tg_jwt_key_t *k = from_jwk("RSA", NULL, &bad, NULL, NULL, NULL, err);
+    EXPECT(k == NULL);
+    EXPECT_ERR(err, "\"n\" is not base64url");
+    tg_jwt_key_free(k);
+    end();
+
+    begin("jwk: an RSA modulus under 2048 bits (1024) is refused, saying its size");
+    {
+        tkey_t small;
+        key_rsa(&small, 1024, 2);
+        jwk_t s1;
+        jwk_rsa(small.pkey, &s1);
+        k = from_jwk("RSA", NULL, &s1, NULL, NULL, NULL, err);
+        EXPECT(k == NULL);
+        EXPECT_ERR(err, "RSA modulus too small: 1024 bits (at least 2048)");
+        tg_jwt_key_free(k);
+        tkey_free(&small);
+    }
+    end();
+
+    begin("jwk: an even modulus, an even or unit exponent are refused");
+    {
+        bad = r;
+        unsigned char nb[256];
+        memset(nb, 0xff, sizeof(nb));
+        nb[255] = 0xfe;
+        bad.n = keep(b64url(nb, sizeof(nb)));
+        k = from_jwk("RSA", NULL, &bad, NULL, NULL, NULL, err);
+        EXPECT(k == NULL);
+        EXPECT_ERR(err, "\"n\" is not an RSA modulus");
+        tg_jwt_key_free(k);
+        bad = r;
+        bad.e = "AQ"; /* 1 */
+        k = from_jwk("RSA", NULL, &bad, NULL, NULL, NULL, err);
+        EXPECT(k == NULL);
+        EXPECT_ERR(err, "\"e\" is not a usable RSA public exponent");
+        tg_jwt_key_free(k);
+        bad.e = "AQAA"; /* 65536 */
+        k = from_jwk("RSA", NULL, &bad, NULL, NULL, NULL, err);
+        EXPECT(k == NULL);
+        EXPECT_ERR(err, "\"e\" is not");
+        tg_jwt_key_free(k);
+    }
+    end();
+
+    begin("jwk: an EC point not on the curve is refused");
+    {
+        bad = e;
+        unsigned char yb[32];
+        size_t n = (size_t) tg_jwt_b64url_decode(e.y, strlen(e.y), yb);
+        EXPECT(n == 32);
+        yb[31] ^= 1;
+        bad.y = keep(b64url(yb, 32));
+        k = from_jwk("EC", "P-256", &bad, NULL, NULL, NULL, err);
+        EXPECT(k == NULL);
+        EXPECT_ERR(err, "not on curve P-256");
+        tg_jwt_key_free(k);
+        /* (0, 0) */
+        memset(yb, 0, sizeof(yb));
+        bad.x = bad.y = keep(b64url(yb, 32));
+        k = from_jwk("EC", "P-256", &bad, NULL, NULL, NULL, err);
+        EXPECT(k == NULL);
+        EXPECT_ERR(err, "not on curve P-256");
+        tg_jwt_key_free(k);
+    }
+    end();
+
+    begin("jwk: a member far too long is refused before decoding");
+    {
+        char *huge = keep(tg_malloc(10000));
+        memset(huge, 'A', 9999);
+        huge[9999] = '\0';
+        k = from_jwk("oct", NULL, NULL, huge, NULL, NULL, err);
+        EXPECT(k == NULL);
+        EXPECT_ERR(err, "\"k\" is too long");
+        tg_jwt_key_free(k);
+    }
+    end();
+
+    begin("jwk: the error fits a small buffer");
+    {
+        char small[8];
+        k = tg_jwt_key_from_jwk("OKP", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, small,
+                                sizeof(small));
+        EXPECT(k == NULL && memchr(small, '\0', sizeof(small)) != NULL);
+    }
+    end();
+}
+
+static void case_jwk_set(void)
+{
+    char err[256];
+    jwk_t r, r2, e;
+    jwk_rsa(rsa.pkey, &r);
+    jwk_rsa(rsa2.pkey, &r2);
+    jwk_ec(ec256.pkey, 32, &e);
+    tg_jwt_key_t *set[3] = {
+        from_jwk("RSA", NULL, &r, NULL, "rsa-1", NULL, err),
+        from_jwk("RSA", NULL, &r2, NULL, "rsa-2", NULL, err),
+        from_jwk("EC", "P-256", &e, NULL, "ec-1", NULL, err),
+    };
+    tg_jwt_opts_t o = { 0 };
+    const char *pl = "{\"sub\":\"a\"}";
+
+    begin("jwk set: RS256 and ES256 tokens pick their key by kid");
+    EXPECT(set[0] && set[1] && set[2]);
+    if (set[0] && set[1] && set[2]) {
+        char *t1 = mint_ex("{\"alg\":\"RS256\",\"kid\":\"rsa-1\"}", pl, TG_JWT_RS256, NULL, 0,
+                           rsa.pkey, 0);
+        char *t2 = mint_ex("{\"alg\":\"RS256\",\"kid\":\"rsa-2\"}", pl, TG_JWT_RS256, NULL, 0,
+                           rsa2.pkey, 0);
+        char *t3 = mint_ex("{\"alg\":\"ES256\",\"kid\":\"ec-1\"}", pl, TG_JWT_ES256, NULL, 0,
+                           ec256.pkey, 0);
+        char *wrong = mint_ex("{\"alg\":\"RS256\",\"kid\":\"rsa-1\"}", pl, TG_JWT_RS256, NULL, 0,
+                              rsa2.pkey, 0);
+        char *unknown = mint_ex("{\"alg\":\"RS256\",\"kid\":\"rsa-3\"}", pl, TG_JWT_RS256, NULL,
+                                0, rsa.pkey, 0);
+        char *es_as_rs = mint_ex("{\"alg\":\"ES256\",\"kid\":\"rsa-1\"}", pl, TG_JWT_ES256, NULL,
+                                 0, ec256.pkey, 0);
+        char *nokid = mint_ex("{\"alg\":\"RS256\"}", pl, TG_JWT_RS256, NULL, 0, rsa2.pkey, 0);
+        char *nokid_es = mint_ex("{\"alg\":\"ES256\"}", pl, TG_JWT_ES256, NULL, 0, ec256.pkey, 0);
+        EXPECT_REASON(tg_jwt_verify(set, 3, t1, strlen(t1), &o, NOW, &res), TG_JWT_OK, "rsa-1");
+        EXPECT_REASON(tg_jwt_verify(set, 3, t2, strlen(t2), &o, NOW, &res), TG_JWT_OK, "rsa-2");
+        EXPECT_REASON(tg_jwt_verify(set, 3, t3, strlen(t3), &o, NOW, &res), TG_JWT_OK, "ec-1");
+        EXPECT_REASON(tg_jwt_verify(set, 3, wrong, strlen(wrong), &o, NOW, &res),
+                      TG_JWT_BAD_SIGNATURE, "kid rsa-1, signed by rsa-2");
+        EXPECT_REASON(tg_jwt_verify(set, 3, unknown, strlen(unknown), &o, NOW, &res),
+                      TG_JWT_NO_KEY, "kid rsa-3");
+        EXPECT_REASON(tg_jwt_verify(set, 3, es_as_rs, strlen(es_as_rs), &o, NOW, &res),
+                      TG_JWT_ALG_NOT_ALLOWED, "ES256 naming an RSA key");
+        EXPECT_REASON(tg_jwt_verify(set, 3, nokid, strlen(nokid), &o, NOW, &res), TG_JWT_OK,
+                      "RS256 without kid: the RSA keys are tried");
+        EXPECT_REASON(tg_jwt_verify(set, 3, nokid_es, strlen(nokid_es), &o, NOW, &res),
+                      TG_JWT_OK, "ES256 without kid");
+        o.algorithms = TG_JWT_ES256;
+        EXPECT_REASON(tg_jwt_verify(set, 3, t1, strlen(t1), &o, NOW, &res),
+                      TG_JWT_ALG_NOT_ALLOWED, "algorithms: [ES256]");
+        o.algorithms = 0;
+    }
+    end();
+    for (int i = 0; i < 3; i++)
+        tg_jwt_key_free(set[i]);
+
+    begin("jwk: no leaks (500 keys of each type made and freed, refusals too; LSan at exit)");
+    for (int i = 0; i < 500; i++) {
+        tg_jwt_key_free(from_jwk("RSA", NULL, &r, NULL, "k", NULL, err));
+        tg_jwt_key_free(from_jwk("EC", "P-256", &e, NULL, "k", NULL, err));
+        tg_jwt_key_free(from_jwk("oct", NULL, NULL, "c2VjcmV0", "k", "HS256", err));
+        tg_jwt_key_free(from_jwk("EC", "P-384", &e, NULL, NULL, NULL, err));
+        tg_jwt_key_free(from_jwk("RSA", NULL, &r, NULL, NULL, "ES256", err));
+    }
+    end();
+}
+
 int main(void)
 {
     key_rsa(&rsa, 2048, 2);
@@ -1280,6 +1682,9 @@ int main(void)
     case_time();
     case_claims();
     case_kid();
+    case_jwk_ok();
+    case_jwk_refused();
+    case_jwk_set();
     case_reason_text();
     case_fuzz();
     case_leaks();

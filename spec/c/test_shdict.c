@@ -478,13 +478,13 @@ static int same_segment_keys(char keys[][32], int n, const char *prefix)
 static void case_eviction(void)
 {
     double v, t, used, cap, ev;
-    char keys[40][32];
+    char keys[PROBE + 8][32];
 
     fresh(0); /* the minimum: PROBE slots per segment */
     EXPECT(hdr->per_segment == PROBE);
 
     begin("eviction: a full window evicts the entry closest to expiring");
-    EXPECT(same_segment_keys(keys, 40, "ev") == 40);
+    EXPECT(same_segment_keys(keys, PROBE + 8, "ev") == PROBE + 8);
     for (int i = 0; i < PROBE; i++) {
         double ttl = 100 + i;
         if (i == 7)
@@ -529,7 +529,7 @@ static void case_eviction(void)
 
     begin("eviction: entries without ttl go last");
     fresh(0);
-    EXPECT(same_segment_keys(keys, 40, "nt") == 40);
+    EXPECT(same_segment_keys(keys, PROBE + 8, "nt") == PROBE + 8);
     for (int i = 0; i < PROBE; i++)
         EXPECT(set_num(keys[i], i, i == 20 ? 1e6 : 0) == TG_OK);
     EXPECT(set_num(keys[PROBE], 1, 0) == TG_OK);

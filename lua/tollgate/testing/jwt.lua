@@ -20,6 +20,12 @@
 --   jwt.hs_with_pem(claims, keys.rsa)   -- HS256 using the RSA public key PEM as the secret
 --   jwt.raw(header_json, payload_json, signature_bytes)   -- anything, verbatim
 --
+--   -- JSON Web Keys (RFC 7517) of the same keys, for key sets (jwksUri)
+--   jwt.jwk(keys.rsa, { kid = "k1" })   -- { kty = "RSA", n, e, kid = "k1" }
+--   jwt.jwk(keys.ec256, { kid = "e1", alg = "ES256", use = "sig" })  -- { kty = "EC", crv, x, y, ... }
+--   jwt.jwk("secret", { kid = "h1" })  -- { kty = "oct", k, kid = "h1" }
+--   jwt.jwks{ jwk1, jwk2 }             -- '{"keys":[...]}' (JSON text)
+--
 --   jwt.b64url(s), jwt.b64url_decode(s), jwt.decode(token) -> header, payload
 --   jwt.cleanup()                       -- remove the key directory (teardown)
 --
@@ -164,6 +170,81 @@ end
 function _M.cleanup()
   if keydir then process.rm_rf(keydir) end
   keydir, keys = nil, nil
+end
+
+-- ---- JSON Web Keys ----------------------------------------------------------------------------
+
+-- DER TLV at pos: tag, value start, value length, next position.
+local function der_tlv(der, pos)
+  local tag = byte(der, pos)
+  local l = byte(der, pos + 1)
+  pos = pos + 2
+  if l >= 0x80 then
+    local nb = l - 0x80
+    l = 0
+    for _ = 1, nb do
+      l = l * 256 + byte(der, pos)
+      pos = pos + 1
+    end
+  end
+  return tag, pos, l, pos + l
+end
+
+-- The public numbers of a key table, as base64url JWK members (cached).
+local function public_members(key)
+  if key.jwk_members then return key.jwk_members end
+  ensure_dir()
+  local out = keydir .. "/" .. key.name .. ".der"
+  local m
+  if key.family == "RS" then
+    -- PKCS#1 RSAPublicKey: SEQUENCE { INTEGER n, INTEGER e }
+    run("openssl rsa -pubin -in " .. quote(key.public) .. " -RSAPublicKey_out -outform DER -out " ..
+      quote(out))
+    local der = read(out)
+    local tag, p = der_tlv(der, 1)
+    assert(tag == 0x30, "DER: not a SEQUENCE")
+    local t1, n0, nl, nxt = der_tlv(der, p)
+    local t2, e0, el = der_tlv(der, nxt)
+    assert(t1 == 0x02 and t2 == 0x02, "DER: not two INTEGERs")
+    local n = sub(der, n0, n0 + nl - 1):gsub("^%z+", "")
+    local e = sub(der, e0, e0 + el - 1):gsub("^%z+", "")
+    m = { kty = "RSA", n = _M.b64url(n), e = _M.b64url(e) }
+  else
+    -- SubjectPublicKeyInfo: the key is the last 1 + 2n bytes, 04 || x || y
+    run("openssl pkey -pubin -in " .. quote(key.public) .. " -outform DER -out " .. quote(out))
+    local der = read(out)
+    local n = key.ec_bytes
+    local point = sub(der, -(1 + 2 * n))
+    assert(byte(point, 1) == 4, "EC public key not uncompressed")
+    m = { kty = "EC", crv = key.curve, x = _M.b64url(sub(point, 2, 1 + n)),
+          y = _M.b64url(sub(point, 2 + n)) }
+  end
+  os.remove(out)
+  key.jwk_members = m
+  return m
+end
+
+-- A JWK of key (a key table: its public half; a string: an oct secret),
+-- with opts' members added (kid, alg, use, or anything else; false drops one).
+function _M.jwk(key, opts)
+  local j = {}
+  if type(key) == "string" then
+    j.kty, j.k = "oct", _M.b64url(key)
+  else
+    for k, v in pairs(public_members(key)) do j[k] = v end
+  end
+  for k, v in pairs(opts or {}) do
+    if v == false then j[k] = nil else j[k] = v end
+  end
+  return j
+end
+
+-- A JWK Set's JSON text from a list of JWKs.
+function _M.jwks(list)
+  local keys_ = {}
+  for i, j in pairs(list or {}) do keys_[i] = j end
+  if #keys_ == 0 then return '{"keys":[]}' end
+  return cjson.encode({ keys = keys_ })
 end
 
 -- ---- signing --------------------------------------------------------------------------------

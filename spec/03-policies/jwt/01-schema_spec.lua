@@ -6,6 +6,7 @@
 local testing = require "tollgate.testing"
 local jwt = require "spec.support.jwt"
 local process = require "spec.support.process"
+local certs = require "spec.support.certs"
 
 -- The error testing.policy raises when loading fails (schema or new()).
 local function load_error(action, opts)
@@ -61,6 +62,40 @@ describe("jwt schema", function()
       loads(action{ secretOrPublicKey = keys.rsa.pkcs1_pem })
     end)
 
+    it("jwksUri (https), with its defaults: refresh every 5 min, 5 s timeout", function()
+      local conf = assert(testing.validate("jwt", action{ jwksUri = "https://idp.example/jwks.json" }))
+      assert.equal(300000, conf.jwksRefreshInterval)
+      assert.equal(5000, conf.jwksTimeout)
+      assert.is_nil(conf.jwksCaFile)
+      local p = loads(action{ jwksUri = "https://idp.example/jwks.json", jwksRefreshInterval = 60000,
+                              jwksTimeout = 2000, algorithms = { "RS256", "ES256" } })
+      assert.equal(60, p.instance.jwks.interval)
+      assert.equal(2, p.instance.jwks.timeout)
+      assert.is_nil(p.instance.jwks.set) -- nothing fetched at load
+    end)
+
+    it("jwksCaFile: absolute, or relative to the config directory", function()
+      local c = certs.generate()
+      finally(function() c:cleanup() end)
+      local p = loads(action{ jwksUri = "https://idp.example/jwks", jwksCaFile = c.ca.cert })
+      assert.equal(c.ca.cert, p.instance.jwks.ca_file)
+      p = loads(action{ jwksUri = "https://idp.example/jwks", jwksCaFile = "ca.pem" }, { dir = c.dir })
+      assert.equal(c.dir .. "/ca.pem", p.instance.jwks.ca_file)
+    end)
+
+    it("an http:// jwksUri on 127.0.0.1 or localhost, with a warning", function()
+      for _, url in ipairs{ "http://127.0.0.1:8080/jwks.json", "http://localhost/jwks", "http://[::1]:1/k" } do
+        local warnings = {}
+        local mod = dofile("policies/jwt.lua")
+        local conf = assert(testing.validate("jwt", action{ jwksUri = url }))
+        local inst = assert(mod.new(conf, { dir = ".", id = "step", warn = function(m) warnings[#warnings + 1] = m end }))
+        assert.equal(url, inst.jwks.url)
+        assert.equal(1, #warnings, url)
+        contains("is plain http", warnings[1])
+        contains(url, warnings[1])
+      end
+    end)
+
     it("secretOrPublicKeyFile: absolute, or relative to the config directory", function()
       loads(action{ secretOrPublicKeyFile = keys.ec256.public })
       loads(action{ secretOrPublicKeyFile = "ec256.pub" }, { dir = keys.dir })
@@ -96,12 +131,23 @@ describe("jwt schema", function()
         schema_error{ secretOrPublicKey = "s", jwtExtractorFeild = "x" })
     end)
 
-    it("both secretOrPublicKey and secretOrPublicKeyFile, or neither", function()
-      contains("exactly one of secretOrPublicKey and secretOrPublicKeyFile",
-        schema_error{ secretOrPublicKey = "s", secretOrPublicKeyFile = "f" })
-      contains("exactly one of secretOrPublicKey and secretOrPublicKeyFile", schema_error{})
-      contains("exactly one of secretOrPublicKey and secretOrPublicKeyFile",
-        schema_error{ checkCredentialExistence = false })
+    it("two of secretOrPublicKey, secretOrPublicKeyFile and jwksUri, or none", function()
+      local one = "exactly one of secretOrPublicKey, secretOrPublicKeyFile and jwksUri"
+      contains(one, schema_error{ secretOrPublicKey = "s", secretOrPublicKeyFile = "f" })
+      contains(one, schema_error{ secretOrPublicKey = "s", jwksUri = "https://idp.example/jwks" })
+      contains(one, schema_error{ secretOrPublicKeyFile = "f", jwksUri = "https://idp.example/jwks" })
+      contains(one, schema_error{})
+      contains(one, schema_error{ checkCredentialExistence = false })
+    end)
+
+    it("jwks options of the wrong type or range", function()
+      local base = "https://idp.example/jwks"
+      contains("action.jwksUri", schema_error{ jwksUri = { "https://idp.example/jwks" } })
+      contains("action.jwksRefreshInterval", schema_error{ jwksUri = base, jwksRefreshInterval = 0 })
+      contains("action.jwksRefreshInterval", schema_error{ jwksUri = base, jwksRefreshInterval = "5m" })
+      contains("action.jwksTimeout", schema_error{ jwksUri = base, jwksTimeout = -1 })
+      contains("action.jwksTimeout", schema_error{ jwksUri = base, jwksTimeout = 1.5 })
+      contains("action.jwksCaFile", schema_error{ jwksUri = base, jwksCaFile = { "ca.pem" } })
     end)
 
     it("an algorithm name that does not exist", function()
@@ -152,10 +198,45 @@ pipelines:
       contains("consumer store", err)
     end)
 
-    it("jwksUri (not supported yet), saying what to use instead", function()
-      local err = load_error(action{ secretOrPublicKey = "s", jwksUri = "https://idp.example/jwks.json" })
-      contains("jwksUri", err)
-      contains("secretOrPublicKey", err)
+    it("a jwksUri that is not an https:// URL (http:// only on this machine)", function()
+      contains("jwksUri: the key set must come over https://",
+        load_error(action{ jwksUri = "http://idp.example/jwks.json" }))
+      contains("jwksUri: the key set must come over https://",
+        load_error(action{ jwksUri = "http://10.0.0.1:8080/jwks.json" }))
+      contains("jwksUri: unsupported scheme ftp://", load_error(action{ jwksUri = "ftp://idp.example/jwks" }))
+      contains("jwksUri: \"/jwks.json\" is not an absolute URL", load_error(action{ jwksUri = "/jwks.json" }))
+      contains("jwksUri: no host", load_error(action{ jwksUri = "https:///jwks.json" }))
+    end)
+
+    it("a jwksCaFile that does not exist or is not PEM, or with an http:// jwksUri", function()
+      local err = load_error(action{ jwksUri = "https://idp.example/jwks", jwksCaFile = "nope.pem" },
+        { dir = keys.dir })
+      contains("jwksCaFile: " .. keys.dir .. "/nope.pem", err)
+      contains("No such file", err)
+      local junk = keys.dir .. "/junk-ca.pem"
+      assert(process.write_file(junk, "not a certificate\n"))
+      contains("jwksCaFile: " .. junk, load_error(action{ jwksUri = "https://idp.example/jwks", jwksCaFile = junk }))
+      contains("jwksCaFile: only used with an https:// jwksUri",
+        load_error(action{ jwksUri = "http://127.0.0.1:1/jwks", jwksCaFile = keys.rsa.cert }))
+    end)
+
+    it("a jwksUri step in a gateway config, naming the file, line and option", function()
+      local ok, err = pcall(testing.gateway, [[
+http: { port: 0 }
+apiEndpoints:
+  api: { paths: '/*' }
+policies: [jwt]
+pipelines:
+  p:
+    apiEndpoints: [api]
+    policies:
+      - jwt:
+          - action:
+              checkCredentialExistence: false
+              jwksUri: http://idp.example/jwks.json
+]])
+      assert.is_false(ok)
+      contains("gateway.config.yml:12: pipelines.p.policies[1].jwt[1].action: jwksUri: the key set must come over https://", err)
     end)
 
     it("algorithms the key cannot verify", function()
