@@ -92,7 +92,10 @@ end
 function Ctx:line(tbl, key)
     local m = tbl and self.marks[tbl]
     if not m then return nil end
-    return (key ~= nil and m[key]) or m.__line
+    -- a key may be named __line or __keys too: only a number is a line
+    local l = key ~= nil and m[key]
+    if type(l) ~= "number" then l = m.__line end
+    return l
 end
 
 function Ctx:error(msg, tbl, key)
