@@ -77,6 +77,8 @@ local UNSUPPORTED = {
     hostRewrite = true, protocolRewrite = true, timeout = true,
 }
 
+local TOKEN = "^[!#$%%&'*+%-.^_`|~%w]+$" -- RFC 9110 field names
+
 local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 local function base64(s)
@@ -171,6 +173,19 @@ local function new(conf, env)
         end
         local peer = core.has_c and C.tg_peer_get(u.host, #u.host, u.port, tls) or nil
         urls[i] = { peer = peer, path = conf.prependPath and u.path or "", url = u.url }
+    end
+
+    -- checked here, as req:set_header would check them on every request
+    for k, v in pairs(conf.headers or {}) do
+        if type(k) ~= "string" or #k > 255 or not find(k, TOKEN) then
+            return nil, "invalid header name " .. tostring(k), "headers"
+        end
+        if type(v) ~= "string" and type(v) ~= "number" and type(v) ~= "boolean" then
+            return nil, "expected a string value", "headers." .. k
+        end
+        if find(tostring(v), "[\r\n%z]") then
+            return nil, "a header value cannot have CR, LF or NUL", "headers." .. k
+        end
     end
 
     local self = {

@@ -77,12 +77,11 @@ static void set_timer(tg_conn_t *c, int kind)
     case T_LINGER: t = LINGER_TIMEOUT; break;
     case T_TUNNEL: t = s->tunnel_timeout; break;
     }
-    if (t > 0) {
-        c->timer.repeat = t;
-        ev_timer_again(tg_worker.loop, &c->timer);
-    } else {
-        ev_timer_stop(tg_worker.loop, &c->timer);
-    }
+    /* 0 (none, or a timeout set to 0) stops it, and keeps the re-arms of
+     * reads and writes (ev_timer_again) from starting it again with the
+     * previous wait's value */
+    c->timer.repeat = t > 0 ? t : 0;
+    ev_timer_again(tg_worker.loop, &c->timer);
 }
 
 void tg_conn_update(tg_conn_t *c)

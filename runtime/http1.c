@@ -7,6 +7,13 @@
  * while it is being parsed, so the pieces of one header that the parser
  * reports across two reads are contiguous; a piece that is not contiguous
  * can only be an obs-fold continuation line, which is refused.
+ *
+ * The Debian http-parser is built non-strict: it takes any byte after a CR
+ * for the LF, a bare LF for a line end, and skips the two bytes after a
+ * chunk's data unchecked. So the bytes it reads as line ends are checked
+ * here (RFC 9112 2.2, 7.1): a whole head once it is in, and the framing of
+ * a chunked body (size lines, the CRLF after each chunk's data, trailer
+ * lines) as it goes by.
  */
 #include <stdio.h>
 #include <time.h>
@@ -18,11 +25,27 @@
 #define MAX_HEADERS 256
 #define REQUEST_ID_HEADER "eg-request-id" /* the name Express Gateway sends */
 
-enum { H_NONE, H_FIELD, H_VALUE };
+/* Header parse states; H_TRAILER: the head is over, so header callbacks
+ * are a chunked body's trailer section (checked, then dropped: RFC 9110
+ * 6.5.1; they are never forwarded, and recording them would add headers to
+ * the head after the policies saw it). */
+enum { H_NONE, H_FIELD, H_VALUE, H_TRAILER };
+
+/* Where the framing of a chunked body stands (tg_req_t.framing,
+ * tg_proxy_t.framing). */
+enum {
+    FR_BOL,   /* at the start of a line */
+    FR_LINE,  /* inside a size, extension or trailer line */
+    FR_CR,    /* after a CR: an LF must follow */
+    FR_DATA,  /* a chunk's data ended: CRLF must follow at once */
+};
 
 /* Set by callbacks during one parse call, read right after it. */
 static int head_error;      /* status a callback wants the client to get */
 static const char *error_reason;
+/* The first byte of the current parse call's span that is neither checked
+ * chunk framing nor body; NULL when the body is not chunked. */
+static const char *unchecked;
 
 static const tg_header_t *find(const tg_headers_t *hs, const char *base, const char *lname,
                                size_t len);
@@ -121,6 +144,117 @@ static void put_edits(tg_buf_t *b, const tg_hedits_t *e)
     }
 }
 
+/* ---- what lines and fields may hold ---------------------------------------- */
+
+/* RFC 9110 tchar, for field names. */
+static const uint8_t TOKEN[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
+
+/* Field values: visible characters, obs-text, space and tab; no other
+ * control characters (NUL, DEL...). */
+static int valid_value(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char) p[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+static int valid_name(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!TOKEN[(unsigned char) p[i]])
+            return 0;
+    return 1;
+}
+
+/* Is the head p[0, n) made of CRLF-terminated lines, ending with an empty
+ * one? Every LF follows a CR, and there are as many CRs as LFs, so every
+ * CR is followed by an LF. */
+static int crlf_head(const char *p, size_t n)
+{
+    const char *end = p + n;
+    size_t ncr = 0, nlf = 0;
+
+    for (const char *q = p; (q = memchr(q, '\n', (size_t) (end - q))) != NULL; q++, nlf++)
+        if (q == p || q[-1] != '\r')
+            return 0;
+    for (const char *q = p; (q = memchr(q, '\r', (size_t) (end - q))) != NULL; q++)
+        ncr++;
+    return ncr == nlf && n >= 4 && memcmp(end - 4, "\r\n\r\n", 4) == 0;
+}
+
+/* Checks framing bytes p[0, n) of a chunked body, from state *st: lines
+ * end with CRLF, a chunk's data is followed by CRLF, and no line starts
+ * with whitespace (" 5" is no size; a trailer line would be obs-fold). */
+static int framing_ok(uint8_t *st, const char *p, size_t n)
+{
+    uint8_t s = *st;
+    for (size_t i = 0; i < n; i++) {
+        char ch = p[i];
+        switch (s) {
+        case FR_DATA:
+            if (ch != '\r')
+                return 0;
+            s = FR_CR;
+            break;
+        case FR_CR:
+            if (ch != '\n')
+                return 0;
+            s = FR_BOL;
+            break;
+        case FR_BOL:
+            if (ch == ' ' || ch == '\t')
+                return 0;
+            /* fall through */
+        default:
+            if (ch == '\n')
+                return 0;
+            s = ch == '\r' ? FR_CR : FR_LINE;
+            break;
+        }
+    }
+    *st = s;
+    return 1;
+}
+
+/* on_body of a chunked body: the framing bytes before these data bytes are
+ * checked; left is what the chunk still has to come. */
+static int body_framing(uint8_t *st, const char *at, size_t len, uint64_t left)
+{
+    if (unchecked == NULL)
+        return 0;
+    if (!framing_ok(st, unchecked, (size_t) (at - unchecked)))
+        return 1;
+    unchecked = at + len;
+    if (left == 0)
+        *st = FR_DATA;
+    return 0;
+}
+
+/* After a parse call over a chunked body: the framing bytes after the last
+ * data bytes, up to end. */
+static int rest_framing(uint8_t *st, const char *end)
+{
+    const char *p = unchecked;
+    unchecked = NULL;
+    return p == NULL || framing_ok(st, p, (size_t) (end - p));
+}
+
 /* ---- header callbacks shared by both directions -------------------------- */
 
 static int header_piece(tg_arena_t *a, tg_headers_t *hs, uint8_t *state, const char *base,
@@ -130,6 +264,13 @@ static int header_piece(tg_arena_t *a, tg_headers_t *hs, uint8_t *state, const c
     uint32_t off = (uint32_t) (at - base);
     tg_header_t *h = hs->n ? &hs->items[hs->n - 1] : NULL;
 
+    if (hstate == H_TRAILER) {
+        if (field ? valid_name(at, len) : valid_value(at, len))
+            return 0;
+        head_error = 400;
+        error_reason = "invalid trailer field in a chunked body";
+        return 1;
+    }
     if (field) {
         if (hstate != H_FIELD) {
             if (hs->n >= MAX_HEADERS) {
@@ -211,6 +352,7 @@ static int req_on_headers_complete(http_parser *p)
     r->keepalive = http_should_keep_alive(p) ? 1 : 0;
     r->chunked = (p->flags & F_CHUNKED) ? 1 : 0;
     r->content_length = (p->flags & F_CONTENTLENGTH) ? p->content_length : UINT64_MAX;
+    r->hstate = H_TRAILER;
     http_parser_pause(p, 1);
     return 0;
 }
@@ -221,6 +363,11 @@ static int req_on_body(http_parser *p, const char *at, size_t len)
     tg_req_t *r = &c->req;
     uint64_t max = tg_worker.settings->max_body_size;
 
+    if (body_framing(&r->framing, at, len, p->content_length)) {
+        head_error = 400;
+        error_reason = "invalid chunked framing (a line end that is not CRLF)";
+        return 1;
+    }
     r->body_received += len;
     if (max && r->body_received > max) {
         head_error = 413;
@@ -271,6 +418,7 @@ void tg_http1_request_begin(tg_conn_t *c)
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     c->req.hstate = H_NONE;
+    c->req.framing = FR_BOL;
 }
 
 static int status_for(enum http_errno e)
@@ -283,34 +431,6 @@ const char *tg_http1_error_reason(tg_conn_t *c)
     if (error_reason)
         return error_reason;
     return http_errno_description(HTTP_PARSER_ERRNO(&c->parser));
-}
-
-/* RFC 9110 tchar, for field names. */
-static const uint8_t TOKEN[256] = {
-    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
-    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
-    ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
-    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
-    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
-    ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
-    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
-    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
-    ['y'] = 1, ['z'] = 1,
-};
-
-/* Field values: visible characters, obs-text, space and tab; no other
- * control characters (NUL, DEL...). */
-static int valid_value(const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char) p[i];
-        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-            return 0;
-    }
-    return 1;
 }
 
 /* A Host value: reg-name, IPv4 or [IPv6], and an optional port (RFC 3986:
@@ -336,11 +456,6 @@ static int count_chunked(const char *p, size_t n)
     return k;
 }
 
-/* Normalizes the path part of a request target in place, so that routing
- * and the upstream see the same path (RFC 3986 5.2.4): "%2e" is a dot,
- * "." and ".." segments are resolved (never above the root), and runs of
- * "/" are one. Other escapes (%2f among them) stay as they are. The query
- * moves down behind the shorter path; *path_len and *url_len shrink. */
 /* Is p[s, e) ".", ".." or one of their %2e spellings? 1, 2, or 0. */
 static int dot_segment(const char *p, uint32_t s, uint32_t e)
 {
@@ -359,15 +474,56 @@ static int dot_segment(const char *p, uint32_t s, uint32_t e)
     return dots;
 }
 
+static int hex_value(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    ch = (char) (ch | 0x20);
+    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* Decodes, in place, the escapes of unreserved characters but ".": ALPHA,
+ * DIGIT, "-", "_", "~" (RFC 3986 6.2.2.2: "/%61dmin" is "/admin"). A "."
+ * matters only in dot segments, which dot_segment() reads in both
+ * spellings; elsewhere "%2e" stays, as every other escape does (reserved
+ * ones such as "%2f" change the path's meaning; "%25" is a "%"). Returns
+ * the new length. */
+static uint32_t decode_unreserved(char *p, uint32_t n)
+{
+    uint32_t i = 0, o = 0;
+    while (i < n) {
+        int hi = p[i] == '%' && i + 2 < n ? hex_value(p[i + 1]) : -1;
+        int lo = hi >= 0 ? hex_value(p[i + 2]) : -1;
+        if (lo >= 0) {
+            char ch = (char) (hi << 4 | lo);
+            if ((ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') ||
+                ch == '-' || ch == '_' || ch == '~') {
+                p[o++] = ch;
+                i += 3;
+                continue;
+            }
+        }
+        p[o++] = p[i++];
+    }
+    return o;
+}
+
+/* Normalizes the path part of a request target in place, so that routing
+ * and the upstream see the same path (RFC 3986 6.2.2): escaped unreserved
+ * characters are decoded (decode_unreserved), "." and ".." segments are
+ * resolved (also spelled "%2e"; never above the root), and runs of "/" are
+ * one. The query moves down behind the shorter path; *path_len and
+ * *url_len shrink. */
 static void normalize_path(char *p, uint32_t *path_len, uint32_t *url_len)
 {
-    uint32_t n = *path_len, i = 0, o = 0;
-    int special = 0;
+    uint32_t end = *path_len, n = end, i = 0, o = 0;
+    int special = memchr(p, '%', n) != NULL;
 
     for (uint32_t k = 0; k + 1 < n && !special; k++)
-        special = p[k] == '/' && (p[k + 1] == '/' || p[k + 1] == '.' || p[k + 1] == '%');
+        special = p[k] == '/' && (p[k + 1] == '/' || p[k + 1] == '.');
     if (!special)
         return; /* the common case: nothing to do */
+    n = decode_unreserved(p, n);
     while (i < n) {
         /* p[i] is '/'; the segment after it is p[s, e) */
         uint32_t s = i + 1, e = s;
@@ -395,10 +551,46 @@ static void normalize_path(char *p, uint32_t *path_len, uint32_t *url_len)
     }
     if (o == 0)
         p[o++] = '/';
-    uint32_t qlen = *url_len - n; /* the query follows the path */
-    memmove(p + o, p + n, qlen);
+    uint32_t qlen = *url_len - end; /* the query follows the path */
+    memmove(p + o, p + end, qlen);
     *path_len = o;
     *url_len = o + qlen;
+}
+
+/* An absolute-form target (u parsed from it): its authority, host and
+ * port as written (IPv6 brackets too), becomes the request's host (RFC
+ * 9112 3.2.2), and the target what follows it. Without a path, "/" comes
+ * before the query: the host and port move one byte to the left, over the
+ * "/" or "@" before them, to make room for it in place. */
+static void absolute_form(tg_conn_t *c, const struct http_parser_url *u)
+{
+    tg_req_t *r = &c->req;
+    char *t = c->rbuf.data + r->url;
+    uint32_t hs = u->field_data[UF_HOST].off;
+    uint32_t he = hs + u->field_data[UF_HOST].len;
+
+    if (hs > 0 && t[hs - 1] == '[' && he < r->url_len && t[he] == ']') {
+        hs--;
+        he++;
+    }
+    if (u->field_set & (1 << UF_PORT))
+        he = u->field_data[UF_PORT].off + u->field_data[UF_PORT].len;
+    else if (he < r->url_len && t[he] == ':')
+        he++; /* "host:" (an empty port) */
+    if (u->field_set & (1 << UF_PATH)) {
+        uint32_t off = u->field_data[UF_PATH].off;
+        r->abs_host = r->url + hs;
+        r->abs_host_len = he - hs;
+        r->url += off;
+        r->url_len -= off;
+        return;
+    }
+    memmove(t + hs - 1, t + hs, he - hs);
+    t[he - 1] = '/';
+    r->abs_host = r->url + hs - 1;
+    r->abs_host_len = he - hs;
+    r->url_len -= he - 1;
+    r->url += he - 1;
 }
 
 /* Checks and derived fields once the whole head is in. */
@@ -409,6 +601,10 @@ static int head_complete(tg_conn_t *c)
     struct http_parser_url u;
     int nhost = 0, nte = 0;
 
+    if (!crlf_head(base, r->head_len)) {
+        error_reason = "a line of the head does not end with CRLF";
+        return 400;
+    }
     if (r->http_major != 1) {
         error_reason = "unsupported HTTP version";
         return 505;
@@ -478,18 +674,14 @@ static int head_complete(tg_conn_t *c)
     r->path_len = r->url_len;
     if (r->url_len && base[r->url] != '/') {
         if (base[r->url] == '*' && r->url_len == 1) {
-            /* asterisk-form: nothing routes on it */
+            /* asterisk-form: nothing routes on it; OPTIONS only (3.2.4) */
+            if (r->method != HTTP_OPTIONS) {
+                error_reason = "asterisk-form target with a method other than OPTIONS";
+                return 400;
+            }
         } else if (http_parser_parse_url(base + r->url, r->url_len, 0, &u) == 0 &&
                    (u.field_set & (1 << UF_HOST))) {
-            r->abs_host = r->url + u.field_data[UF_HOST].off;
-            r->abs_host_len = u.field_data[UF_HOST].len;
-            if (u.field_set & (1 << UF_PATH)) {
-                uint32_t off = u.field_data[UF_PATH].off;
-                r->url += off;
-                r->url_len -= off;
-            } else {
-                r->url_len = 0; /* "http://host" means "/" */
-            }
+            absolute_form(c, &u);
         } else {
             error_reason = "invalid request target";
             return 400;
@@ -545,10 +737,16 @@ int tg_http1_parse_body(tg_conn_t *c)
         return TG_OK;
     head_error = 0;
     error_reason = NULL;
+    unchecked = r->chunked ? b->data + b->pos : NULL;
     size_t n = http_parser_execute(&c->parser, &request_settings, b->data + b->pos,
                                    b->len - b->pos);
     b->pos += n;
+    int framed = rest_framing(&r->framing, b->data + b->pos);
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    if (!framed && (e == HPE_OK || e == HPE_PAUSED)) {
+        error_reason = "invalid chunked framing (a line end that is not CRLF)";
+        return 400;
+    }
     if (e == HPE_PAUSED) {
         http_parser_pause(&c->parser, 0);
         return TG_OK;
@@ -576,17 +774,29 @@ static int resp_on_headers_complete(http_parser *p)
 {
     tg_req_t *r = p->data;
     tg_proxy_t *px = &r->proxy;
+    const char *base = px->rbuf.data;
 
+    if (p->status_code < 100 || p->status_code > 999)
+        return -1; /* not three digits (http-parser takes "2" and "000") */
     if (p->status_code == 101 && !(r->upgrade && (px->flags & TG_PROXY_WS)))
         return -1; /* switching protocols nobody asked for: an invalid response */
     if (p->status_code / 100 == 1 && p->status_code != 101) {
-        /* Interim response (100 Continue, 103...): dropped; the final
-         * response follows on the same connection. */
+        /* Interim response (100 Continue, 103...): dropped, and never has
+         * content (RFC 9110 15.2), whatever its framing headers say; the
+         * final response follows on the same connection. */
         px->headers.n = 0;
         px->interim = 1;
-        return 0;
+        return 1;
     }
-    trim_values(&px->headers, px->rbuf.data);
+    /* As a request's (head_complete): names are tokens ("X-A : b" is not,
+     * RFC 9112 5.1), values hold no control characters. */
+    for (uint32_t i = 0; i < px->headers.n; i++) {
+        const tg_header_t *h = &px->headers.items[i];
+        if (h->name_len == 0 || !valid_name(base + h->name, h->name_len) ||
+            !valid_value(base + h->value, h->value_len))
+            return -1;
+    }
+    trim_values(&px->headers, base);
     r->status = p->status_code;
     px->resp_length = (p->flags & F_CONTENTLENGTH) && !(p->flags & F_CHUNKED)
                           ? p->content_length : UINT64_MAX;
@@ -594,6 +804,7 @@ static int resp_on_headers_complete(http_parser *p)
     px->skip_body = r->head_request || p->status_code == 204 || p->status_code == 304 ||
                     px->upgraded;
     px->head_done = 1;
+    px->hstate = H_TRAILER;
     http_parser_pause(p, 1);
     return px->skip_body ? 1 : 0;
 }
@@ -601,6 +812,8 @@ static int resp_on_headers_complete(http_parser *p)
 static int resp_on_body(http_parser *p, const char *at, size_t len)
 {
     tg_req_t *r = p->data;
+    if (body_framing(&r->proxy.framing, at, len, p->content_length))
+        return 1;
     tg_conn_body_data(r, at, len);
     return 0;
 }
@@ -633,6 +846,7 @@ void tg_http1_response_begin(tg_req_t *r)
     r->proxy.headers.n = 0;
     r->proxy.head_done = r->proxy.body_done = r->proxy.interim = 0;
     r->proxy.hstate = H_NONE;
+    r->proxy.framing = FR_BOL;
 }
 
 int tg_http1_parse_response(tg_req_t *r)
@@ -642,9 +856,12 @@ int tg_http1_parse_response(tg_req_t *r)
     int had_head = px->head_done;
 
     head_error = 0;
+    unchecked = had_head && (px->parser.flags & F_CHUNKED) ? b->data + b->pos : NULL;
     size_t n = http_parser_execute(&px->parser, &response_settings, b->data + b->pos,
                                    b->len - b->pos);
     b->pos += n;
+    if (!rest_framing(&px->framing, b->data + b->pos))
+        return TG_ERROR;
     enum http_errno e = HTTP_PARSER_ERRNO(&px->parser);
     if (e == HPE_PAUSED) {
         http_parser_pause(&px->parser, 0);
@@ -658,6 +875,9 @@ int tg_http1_parse_response(tg_req_t *r)
             else if (e != HPE_OK)
                 return TG_ERROR;
             px->head_len = (uint32_t) b->pos;
+            /* the head, 1xx ones before it included */
+            if (!crlf_head(b->data, px->head_len))
+                return TG_ERROR;
         }
         return TG_OK;
     }

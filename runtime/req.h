@@ -117,6 +117,7 @@ typedef struct tg_proxy {
     unsigned eof:1;             /* the upstream closed its side */
     unsigned in_flush:1;        /* guards tg_proxy_flush() against re-entry */
     uint8_t hstate;             /* header parse state (http1.c) */
+    uint8_t framing;            /* chunked body framing check state (http1.c) */
     uint64_t resp_length;       /* Content-Length from upstream, or UINT64_MAX */
 } tg_proxy_t;
 
@@ -130,6 +131,7 @@ struct tg_req {
     uint32_t path_len;          /* bytes of the target before '?' */
     uint32_t abs_host, abs_host_len; /* host of an absolute-form target, if any */
     uint8_t hstate;             /* header parse state (http1.c) */
+    uint8_t framing;            /* chunked body framing check state (http1.c) */
     tg_headers_t headers;
     int host;                   /* index in headers of Host, or -1 */
     uint8_t method;             /* enum http_method */

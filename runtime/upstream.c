@@ -620,8 +620,11 @@ void tg_proxy_resume_read(tg_req_t *r)
             return; /* Lua has the body and sends the response */
     } else {
         up_update(r);
-        if (c->wbuf.len == queued)
-            return; /* nothing new for the client */
+        /* Nothing new, and nothing waiting that the write watcher will not
+         * send; a head queued by tg_conn_send_head goes out now, without
+         * waiting for the first body bytes. */
+        if (c->wbuf.len == queued && (c->want_write || c->wbuf.pos == c->wbuf.len))
+            return;
     }
     tg_conn_output(c);
 }

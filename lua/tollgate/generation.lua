@@ -16,6 +16,8 @@ local type, ipairs, pairs, pcall, tostring, setmetatable =
 local _M = {}
 
 local EMPTY_SCHEMA = { properties = {} }
+-- timeouts of waits a client controls (tollgate.client)
+local CLIENT_WAITS = { "headTimeout", "bodyTimeout", "sendTimeout" }
 
 local function build_pipeline(pl, modules, env, ctx)
     local pipe = { name = pl.name, steps = {}, has_response = false, has_log = false }
@@ -94,6 +96,14 @@ function _M.build(model)
             tbl, key = model.tollgate, sat[2]
         end
         return nil, ctx:error(serr, tbl, key)
+    end
+    -- 0 disables a timeout: for a wait a client controls, say what it costs
+    local client = type(model.tollgate) == "table" and model.tollgate.client
+    for _, k in ipairs(CLIENT_WAITS) do
+        if type(client) == "table" and client[k] == 0 then
+            ctx:warn("tollgate.client." .. k .. ": 0 disables this timeout: a slow client can " ..
+                "hold a connection for as long as it likes", client, k)
+        end
     end
 
     local dirs = policies.dirs(model.dir, s.policy_paths)

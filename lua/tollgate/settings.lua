@@ -1,5 +1,6 @@
 -- tollgate.settings: the `tollgate:` section of gateway.config.yml, for
--- what Express Gateway has no setting for. Every key is optional.
+-- what Express Gateway has no setting for. Every key is optional. A timeout
+-- of 0 is no timeout (shutdownTimeout: 0 cuts requests in flight at once).
 --
 --   tollgate:
 --     workers: auto            # worker processes; a number or "auto" (one per core)

@@ -42,6 +42,10 @@ local BAD_REQUESTS = {
     raw = "GET /echo HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n" },
   { name = "HTTP/1.1 without Host", expect = 400, smuggle = true,
     raw = "GET /echo HTTP/1.1\r\nUser-Agent: t\r\n\r\n" },
+  { name = "a header line ending with a bare LF", expect = 400, smuggle = true,
+    raw = "GET /echo HTTP/1.1\r\nHost: x\nX-A: a\r\n\r\n" },
+  { name = "a request line ending with a bare CR and another byte", expect = 400, smuggle = true,
+    raw = "GET /echo HTTP/1.1\rXHost: x\r\n\r\n" },
   { name = "obs-fold header line", expect = 400, smuggle = true,
     raw = "GET /echo HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n" },
   { name = "invalid chunk size", expect = "400/close",
@@ -180,5 +184,32 @@ describe("idle keep-alive connections", function()
     assert.is_true(conn:wait_closed(3))
     local idle = now() - t0
     assert.is_true(idle >= 0.2, ("closed after %.3fs, keepaliveTimeout is 0.3s"):format(idle))
+  end)
+end)
+
+describe("timeouts set to 0", function()
+  local up, g
+
+  setup(function()
+    up = mock.start{ name = "a" }
+    g = h.proxy_gateway(up, { client = { headTimeout = 300, bodyTimeout = 0 } })
+  end)
+
+  teardown(function()
+    gateway.cleanup_all()
+    mock.stop_all()
+  end)
+
+  it("bodyTimeout: 0 lets a body pause longer than any other timeout", function()
+    local conn = assert(g:connect())
+    finally(function() conn:close() end)
+    assert(conn:send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhel"))
+    socket.sleep(0.1)
+    assert(conn:send("lo")) -- a read while the body is awaited (it re-arms the timer)
+    socket.sleep(0.7) -- past headTimeout, the last wait that had a timeout
+    assert(conn:send("world"))
+    local res = assert(conn:read_response{ method = "POST", timeout = 3 })
+    assert.equal(200, res.status)
+    assert.equal("helloworld", cjson.decode(res.body).body)
   end)
 end)

@@ -296,3 +296,97 @@ describe("proxy", function()
     assert.equal("short and stout", res.body)
   end)
 end)
+
+-- Upstream responses that are not valid HTTP/1.1, or that a lenient reading
+-- would frame differently: never passed on as they are.
+local RAW = {
+  ["/bare-cr"] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\rXok",
+  ["/bare-lf"] = "HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
+  ["/one-digit-status"] = "HTTP/1.1 2 OK\r\nContent-Length: 2\r\n\r\nok",
+  ["/nul-in-value"] = "HTTP/1.1 200 OK\r\nX-A: \0b\r\nContent-Length: 2\r\n\r\nok",
+  ["/space-before-colon"] = "HTTP/1.1 200 OK\r\nX-A : b\r\nContent-Length: 2\r\n\r\nok",
+  -- a 1xx has no content, whatever it declares: the final response follows it
+  ["/interim-with-length"] = "HTTP/1.1 100 Continue\r\nContent-Length: 5\r\n\r\n"
+    .. "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal",
+  ["/chunk-not-crlf"] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    .. "5\r\nhelloXX5\r\nworld\r\n0\r\n\r\n",
+  ["/chunk-trailers"] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    .. "5\r\nhello\r\n0\r\nX-Trailer: t\r\nSet-Cookie: s=1\r\n\r\n",
+}
+RAW["/read/chunk-trailers"] = RAW["/chunk-trailers"]
+
+-- /read/*: a policy reads the upstream's body whole (the head is written
+-- after it)
+local RAW_CONFIG = [[
+apiEndpoints:
+  read: { host: '*', paths: '/read/*' }
+  all: { host: '*' }
+serviceEndpoints:
+  raw: { url: 'http://127.0.0.1:${RAW}' }
+policies: [proxy, readbody]
+pipelines:
+  read:
+    apiEndpoints: [read]
+    policies:
+      - readbody:
+      - proxy: [ { action: { serviceEndpoint: raw } } ]
+  all: { apiEndpoints: [all], policies: [ { proxy: [ { action: { serviceEndpoint: raw } } ] } ] }
+]]
+
+local READ_BODY = [[
+return {
+  name = "readbody",
+  response = function(self, req) req.response:body() end,
+}
+]]
+
+describe("proxy, invalid upstream responses", function()
+  local up, g
+
+  setup(function()
+    up = h.raw_upstream(RAW)
+    g = gateway.start{ config = h.head{ upstream = { keepalive = 0 } } .. RAW_CONFIG,
+                       vars = { RAW = up.port }, files = { ["policies/readbody.lua"] = READ_BODY } }
+  end)
+
+  teardown(function()
+    gateway.cleanup_all()
+    up.stop()
+  end)
+
+  for _, path in ipairs{ "/bare-cr", "/bare-lf", "/one-digit-status", "/nul-in-value",
+                         "/space-before-colon" } do
+    it("answers 502 to " .. path:sub(2), function()
+      local res = assert(g:get(path))
+      assert.equal(502, res.status)
+      assert.equal("Bad gateway.", res.body)
+    end)
+  end
+
+  it("drops a 1xx response's declared content: the final response is the one after its head",
+     function()
+    local res = assert(g:get("/interim-with-length"))
+    assert.equal(200, res.status)
+    assert.equal("real", res.body)
+  end)
+
+  it("cuts the client connection when a chunk's data is not followed by CRLF", function()
+    local conn = assert(g:connect())
+    finally(function() conn:close() end)
+    assert(conn:request{ path = "/chunk-not-crlf" })
+    local res, err, partial = conn:read_response{ timeout = 3 }
+    assert.is_nil(res, "a complete response")
+    assert.is_truthy(err == "closed" or err == "connection reset by peer", tostring(err))
+    if partial then assert.equal(200, partial.status) end
+  end)
+
+  for _, path in ipairs{ "/chunk-trailers", "/read/chunk-trailers" } do
+    it("drops the trailer section of a chunked response (" .. path .. ")", function()
+      local res = assert(g:get(path))
+      assert.equal(200, res.status)
+      assert.equal("hello", res.body)
+      assert.is_nil(res.headers["x-trailer"])
+      assert.is_nil(res.headers["set-cookie"])
+    end)
+  end
+end)

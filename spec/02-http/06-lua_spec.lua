@@ -66,6 +66,20 @@ return {
 }
 ]]
 
+-- Reads the request body whole, and tells what X-Trailer it saw after that.
+local READ_BODY = [[
+return {
+  name = "readbody",
+  access = function(self, req)
+    req.ctx.body = req:body()
+    req.ctx.trailer = req:header("x-trailer") or "none"
+  end,
+  response = function(self, req)
+    req.response:set_header("X-Seen-Trailer", req.ctx.trailer)
+  end,
+}
+]]
+
 describe("Lua policies in the binary", function()
   local up
   setup(function() up = mock.start{ name = "lua-up" } end)
@@ -139,6 +153,24 @@ pipelines:
     -- the worker survived
     local again = assert(g:get("/x"))
     assert.equal(500, again.status)
+  end)
+
+  it("a chunked request's trailer fields never become headers, when a policy read the body too",
+     function()
+    local g = start(", readbody", [[
+      - readbody:
+      - proxy: { action: { serviceEndpoint: backend } }
+]], { ["policies/readbody.lua"] = READ_BODY })
+    local conn = assert(g:connect())
+    finally(function() conn:close() end)
+    assert(conn:send("POST /echo/t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     .. "5\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n"))
+    local res = assert(conn:read_response{ method = "POST" })
+    assert.equal(200, res.status)
+    assert.equal("none", res.headers["x-seen-trailer"])
+    local e = cjson.decode(res.body)
+    assert.equal("hello", e.body)
+    assert.is_nil(e.headers["x-trailer"])
   end)
 
   it("every FFI function tollgate.core declares exists in the binary", function()

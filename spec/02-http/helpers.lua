@@ -99,6 +99,50 @@ function _M.proxy_gateway(mocks, opts)
   }
 end
 
+-- A raw upstream, for responses the mock would never send: each request
+-- (its head read, any body ignored) gets answers[path] as it is, bytes
+-- unchecked and nothing added, and then the connection is closed.
+--   local up = h.raw_upstream{ ["/x"] = "HTTP/1.1 200 OK\r\n..." }
+--   finally(up.stop)        -- up.port
+local RAW_SERVER = [[
+local socket = require "socket"
+local answers = dofile(arg[1])
+local srv = assert(socket.bind("127.0.0.1", 0))
+local _, port = srv:getsockname()
+local f = assert(io.open(arg[2] .. ".tmp", "w"))
+f:write(port)
+f:close()
+assert(os.rename(arg[2] .. ".tmp", arg[2]))
+while true do
+  local c = srv:accept()
+  c:settimeout(5)
+  local line = c:receive("*l")
+  local path = line and line:match("^%u+ (%S+)")
+  repeat local l = c:receive("*l") until not l or l == ""
+  c:send(answers[path] or "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+  c:close()
+end
+]]
+
+function _M.raw_upstream(answers)
+  local dir = process.tmpdir("tollgate-raw")
+  local list = { "return {" }
+  for path, raw in pairs(answers) do list[#list + 1] = ("[%q] = %q,"):format(path, raw) end
+  list[#list + 1] = "}"
+  process.write_file(dir .. "/answers.lua", table.concat(list, "\n"))
+  process.write_file(dir .. "/server.lua", RAW_SERVER)
+  local pid = assert(process.start{ cmd = { "luajit", dir .. "/server.lua", dir .. "/answers.lua",
+                                            dir .. "/port" } })
+  local port = process.wait_for(function()
+    local text = process.read_file(dir .. "/port")
+    return text and tonumber(text)
+  end, 5, "the raw upstream's port")
+  return { port = port, stop = function()
+    process.stop(pid)
+    process.rm_rf(dir)
+  end }
+end
+
 -- Parses the gateway's access log (JSON lines on stdout).
 function _M.access_log(g)
   local list = {}
