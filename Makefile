@@ -7,23 +7,19 @@
 #   make run        install what is missing, build, and start examples/coffee-shop
 #                   with its demo upstream services (Ctrl-C stops everything)
 #   make test       install what is missing, build, and run every test:
-#                   C unit tests (spec/c), busted specs (spec/), lint
+#                   C unit tests (spec/c), the fuzz targets over their corpora
+#                   (fuzz-regress), busted specs (spec/), lint
 #   make deps       install the Debian packages the build and tests need (root)
 #   make bench      run bench/run.sh: tollgate vs nginx, side by side
 #   make install    install under PREFIX (/usr/local): bin/tollgate, and
 #                   share/tollgate/{lua,policies,lib/libtollgate.so}; for busted
 #                   in your own project: LUA_PATH="$(PREFIX)/share/tollgate/lua/?.lua;;"
-#   make clean      remove build/, build-asan/ and build-fuzz/
-#
-# Dependencies come from Debian packages only (see DEPS). LuaJIT is the
-# OpenResty fork (libluajit2-5.1-dev, luajit2). The binary exports its
-# symbols (-rdynamic) so Lua reaches the C core through ffi.C.
-#
 #   make test-asan  build with ASan+UBSan (SAN=1, into build-asan/) and run the
 #                   whole suite against it: C unit tests, then busted with the
 #                   sanitized gateway and libtollgate.so; fails on any ASan,
 #                   UBSan or LeakSanitizer report a gateway process wrote
-#                   (reports: build-asan/reports/; suppressions: fuzz/lsan.supp)
+#                   (reports: build-asan/reports/; suppressions:
+#                   fuzz/asan/lsan.supp)
 #   make fuzz       build the libFuzzer targets (clang) into build-fuzz/ and run
 #                   each for FUZZ_TIME seconds (default 60), FUZZ_JOBS at a time
 #                   (default 1), on its seeds in fuzz/corpus/<target>/; fails on
@@ -32,6 +28,11 @@
 #                   template. See fuzz/README.md
 #   make fuzz-regress  run every fuzz target once over its corpus (no fuzzing):
 #                   seeds and past crashes; part of `make test`
+#   make clean      remove build/, build-asan/ and build-fuzz/
+#
+# Dependencies come from Debian packages only (see DEPS). LuaJIT is the
+# OpenResty fork (libluajit2-5.1-dev, luajit2). The binary exports its
+# symbols (-rdynamic) so Lua reaches the C core through ffi.C.
 #
 # Variables: CC, CFLAGS, BUILD (output directory), SAN=1 (ASan+UBSan build
 # into build-asan/), FUZZ_CC (clang), FUZZ_TIME, FUZZ_JOBS, FUZZ_TARGETS.
@@ -48,6 +49,9 @@ DEPS = build-essential pkg-config libluajit2-5.1-dev luajit2 libev-dev libhttp-p
 # Only for `make bench`: the OpenResty-style comparison (nginx + Lua).
 BENCH_DEPS = libnginx-mod-http-lua
 
+# For the fuzz targets (make fuzz, make fuzz-regress, and so make test).
+FUZZ_DEPS = clang libclang-rt-14-dev
+
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
 LUAJIT_LIBS   := $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1)
 
@@ -62,6 +66,10 @@ ifeq ($(SAN),1)
 BUILD = build-asan
 ALL_CFLAGS += -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
 LDFLAGS += -fsanitize=address,undefined
+# Workers end with _exit(), which skips LeakSanitizer: the gateway's _exit()
+# runs the leak check first (fuzz/asan/lsan_exit.c).
+SAN_OBJS = $(BUILD)/lsan_exit.o
+SAN_LDFLAGS = -Wl,--wrap=_exit
 endif
 
 SRCS := $(wildcard runtime/*.c)
@@ -72,12 +80,15 @@ HDRS := $(wildcard runtime/*.h)
 CTESTS := $(patsubst spec/c/%.c,$(BUILD)/spec/%,$(wildcard spec/c/test_*.c))
 
 .PHONY: all run test deps bench-deps install-packages bench clean check-c lint busted install \
-        fuzz fuzz-build fuzz-regress test-asan
+        fuzz fuzz-deps fuzz-build fuzz-regress test-asan
 
 all: $(BUILD)/tollgate $(BUILD)/libtollgate.so
 
-$(BUILD)/tollgate: $(OBJS)
-	$(CC) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
+$(BUILD)/tollgate: $(OBJS) $(SAN_OBJS)
+	$(CC) $(LDFLAGS) $(SAN_LDFLAGS) -o $@ $(OBJS) $(SAN_OBJS) $(LDLIBS)
+
+$(BUILD)/lsan_exit.o: fuzz/asan/lsan_exit.c | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/%.o: runtime/%.c $(HDRS) | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
@@ -122,15 +133,44 @@ $(FUZZ_BUILD)/obj/%.o: runtime/%.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
-$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(FUZZ_OBJS)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -iquote runtime -rdynamic -o $@ $< \
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h fuzz/fuzz_lua.h $(FUZZ_OBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -iquote runtime -DTG_FUZZ_HOME='"$(CURDIR)"' \
+	    -rdynamic -o $@ $< \
 	    $(FUZZ_OBJS) $(LDLIBS)
 
-fuzz: fuzz-build
+fuzz-deps:
+	@$(MAKE) -s install-packages PACKAGES="$(FUZZ_DEPS)"
+
+fuzz: fuzz-deps
+	$(MAKE) fuzz-build
 	@FUZZ_TIME=$(FUZZ_TIME) FUZZ_JOBS=$(FUZZ_JOBS) fuzz/run.sh fuzz $(FUZZ_TARGETS)
 
-fuzz-regress: fuzz-build
+fuzz-regress: fuzz-deps
+	$(MAKE) fuzz-build
 	@fuzz/run.sh regress $(FUZZ_TARGETS)
+
+# ---- sanitizers: the suite against build-asan/. busted's luajit loads the
+# sanitized libtollgate.so, so gcc's ASan runtime is preloaded into it (and so
+# into everything the specs start). Every process writes its reports to
+# build-asan/reports/<asan|ubsan>.<program>.<pid>; leak detection is on only
+# for the gateway (fuzz/asan/tollgate.options, included by program name): for
+# luajit the Lua heap is LuaJIT's own mmap arena, which LeakSanitizer does
+# not scan. A leak does not change an exit status (exitcode=0): the reports
+# decide, fuzz/asan/check-reports.sh reads them.
+ASAN_RT     := $(shell $(CC) -print-file-name=libasan.so)
+SAN_REPORTS  = $(CURDIR)/build-asan/reports
+SAN_ENV      = ASAN_OPTIONS=detect_leaks=0:log_path=$(SAN_REPORTS)/asan:log_exe_name=1:include_if_exists=$(CURDIR)/fuzz/asan/%b.options \
+               LSAN_OPTIONS=suppressions=$(CURDIR)/fuzz/asan/lsan.supp:exitcode=0 \
+               UBSAN_OPTIONS=print_stacktrace=1:log_path=$(SAN_REPORTS)/ubsan:log_exe_name=1 \
+               LD_PRELOAD=$(ASAN_RT)
+
+test-asan: deps
+	$(MAKE) SAN=1 all
+	$(MAKE) SAN=1 check-c
+	rm -rf $(SAN_REPORTS) && mkdir -p $(SAN_REPORTS)
+	$(SAN_ENV) TOLLGATE_BIN=$(CURDIR)/build-asan/tollgate \
+	    TOLLGATE_LIB=$(CURDIR)/build-asan/libtollgate.so busted --lua=luajit; \
+	    rc=$$?; fuzz/asan/check-reports.sh $(SAN_REPORTS) || rc=1; exit $$rc
 
 deps:
 	@$(MAKE) -s install-packages PACKAGES="$(DEPS)"
@@ -161,6 +201,7 @@ busted: $(BUILD)/tollgate
 test: deps
 	$(MAKE) all
 	$(MAKE) check-c
+	$(MAKE) fuzz-regress
 	$(MAKE) lint
 	$(MAKE) busted
 

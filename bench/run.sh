@@ -41,6 +41,7 @@ KEEP_TMP=${KEEP_TMP:-0}
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck disable=SC2119
 bench_setup
 
 raise_fd_limit $(( IDLE_CONNS + 1024 ))

@@ -5,7 +5,7 @@
 --   req.url           path and query, as Express Gateway's req.url; a policy
 --                     may change it (proxy's stripPath, rewrite)
 --   req.query         raw query string, or nil
---   req.host          Host header without the port, lower-cased, or nil
+--   req.host          the Host header as the client sent it (any port included), or nil
 --   req.ip            client address
 --   req.protocol      "http" or "https"
 --   req.tls_client_verified  the client presented a certificate that was verified
