@@ -209,6 +209,7 @@ const tg_transport_t tg_tls_transport = {
  * ticket stays valid for one to two hours. */
 static unsigned char ticket_secret[32];
 static int ticket_ready;
+static EVP_CIPHER *ticket_cipher; /* AES-256-CBC, fetched once */
 
 int tg_tls_tickets_init(const char **err)
 {
@@ -216,12 +217,17 @@ int tg_tls_tickets_init(const char **err)
         *err = "no randomness for TLS session tickets";
         return TG_ERROR;
     }
+    ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+    if (ticket_cipher == NULL) {
+        *err = "no AES-256-CBC for TLS session tickets";
+        return TG_ERROR;
+    }
     ticket_ready = 1;
     return TG_OK;
 }
 
-static void ticket_keys(uint64_t period, unsigned char name[16], unsigned char aes[32],
-                        unsigned char mac[32])
+static void derive_ticket_keys(uint64_t period, unsigned char name[16], unsigned char aes[32],
+                               unsigned char mac[32])
 {
     unsigned char out[64];
     unsigned int len = 0;
@@ -232,10 +238,33 @@ static void ticket_keys(uint64_t period, unsigned char name[16], unsigned char a
     HMAC(EVP_sha512(), ticket_secret, sizeof(ticket_secret), msg, sizeof(msg), out, &len);
     memcpy(aes, out, 32);
     memcpy(mac, out + 32, 32);
+    OPENSSL_cleanse(out, sizeof(out));
     memset(name, 0, 16);
     memcpy(name, "tgtk", 4);
     for (int i = 0; i < 8; i++)
         name[4 + i] = (unsigned char) (period >> (8 * i));
+}
+
+/* The keys of an hour, derived once: every new connection issues a ticket
+ * and every resumption decrypts one, so this is on the handshake path. */
+static struct ticket_period {
+    uint64_t period;
+    int valid;
+    unsigned char name[16], aes[32], mac[32];
+} ticket_cache[2]; /* indexed by period parity: this hour and the last */
+
+static void ticket_keys(uint64_t period, unsigned char name[16], unsigned char aes[32],
+                        unsigned char mac[32])
+{
+    struct ticket_period *t = &ticket_cache[period & 1];
+    if (!t->valid || t->period != period) {
+        derive_ticket_keys(period, t->name, t->aes, t->mac);
+        t->period = period;
+        t->valid = 1;
+    }
+    memcpy(name, t->name, 16);
+    memcpy(aes, t->aes, 32);
+    memcpy(mac, t->mac, 32);
 }
 
 static int ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv,
@@ -250,7 +279,7 @@ static int ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv,
         memcpy(key_name, name, 16);
         if (RAND_bytes(iv, EVP_MAX_IV_LENGTH) != 1)
             return -1;
-        if (EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, aes, iv) != 1)
+        if (EVP_EncryptInit_ex(cctx, ticket_cipher, NULL, aes, iv) != 1)
             return -1;
     }
     int renew = 0;
@@ -265,7 +294,7 @@ static int ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv,
         }
         if (!found)
             return 0; /* unknown key: a full handshake */
-        if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, aes, iv) != 1)
+        if (EVP_DecryptInit_ex(cctx, ticket_cipher, NULL, aes, iv) != 1)
             return -1;
         /* TLS 1.3 clients use a ticket once: without a new one on each
          * resumption every other connection would be a full handshake */
@@ -435,7 +464,11 @@ tg_tls_server_t *tg_tls_server_new(const tg_tls_config_t *cfg, char *err, size_t
         SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
         SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, srv);
         SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
-        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+        /* Sessions resume from tickets, whose keys every worker shares; a
+         * per-worker session-ID cache would rarely be hit (the next
+         * connection lands on any worker) and costs each handshake an
+         * insert and, every 255, a walk over the whole cache. */
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
         /* A session resumes only under the same client-verification
          * settings: the same pattern, requestCert/rejectUnauthorized and
          * CA files. Otherwise a session from before a reload that turned
