@@ -150,26 +150,33 @@ fuzz-regress: fuzz-deps
 	@fuzz/run.sh regress $(FUZZ_TARGETS)
 
 # ---- sanitizers: the suite against build-asan/. busted's luajit loads the
-# sanitized libtollgate.so, so gcc's ASan runtime is preloaded into it (and so
-# into everything the specs start). Every process writes its reports to
+# sanitized libtollgate.so, so it runs with gcc's ASan runtime preloaded:
+# fuzz/asan/bin/luajit, first on PATH, does that for every luajit the specs
+# start, and keeps the preload from the other programs they run (curl with
+# ASan preloaded hangs). Every process writes its reports to
 # build-asan/reports/<asan|ubsan>.<program>.<pid>; leak detection is on only
-# for the gateway (fuzz/asan/tollgate.options, included by program name): for
+# for the gateway (fuzz/asan/tollgate.options, included by program name): in
 # luajit the Lua heap is LuaJIT's own mmap arena, which LeakSanitizer does
 # not scan. A leak does not change an exit status (exitcode=0): the reports
-# decide, fuzz/asan/check-reports.sh reads them.
+# decide, fuzz/asan/check-reports.sh reads them. spec/04-reload/07-memory is
+# left out: it bounds RSS growth across reloads, and ASan's allocator (freed
+# memory held in quarantine, not given back) makes RSS measure ASan, not
+# the gateway; LeakSanitizer checks what it is after.
 ASAN_RT     := $(shell $(CC) -print-file-name=libasan.so)
 SAN_REPORTS  = $(CURDIR)/build-asan/reports
 SAN_ENV      = ASAN_OPTIONS=detect_leaks=0:log_path=$(SAN_REPORTS)/asan:log_exe_name=1:include_if_exists=$(CURDIR)/fuzz/asan/%b.options \
                LSAN_OPTIONS=suppressions=$(CURDIR)/fuzz/asan/lsan.supp:exitcode=0 \
                UBSAN_OPTIONS=print_stacktrace=1:log_path=$(SAN_REPORTS)/ubsan:log_exe_name=1 \
-               LD_PRELOAD=$(ASAN_RT)
+               TG_ASAN_RT=$(ASAN_RT) TG_LUAJIT=$(shell command -v luajit) \
+               PATH=$(CURDIR)/fuzz/asan/bin:$(PATH)
 
 test-asan: deps
 	$(MAKE) SAN=1 all
 	$(MAKE) SAN=1 check-c
 	rm -rf $(SAN_REPORTS) && mkdir -p $(SAN_REPORTS)
 	$(SAN_ENV) TOLLGATE_BIN=$(CURDIR)/build-asan/tollgate \
-	    TOLLGATE_LIB=$(CURDIR)/build-asan/libtollgate.so busted --lua=luajit; \
+	    TOLLGATE_LIB=$(CURDIR)/build-asan/libtollgate.so busted --lua=luajit \
+	    --exclude-pattern=07%-memory_spec; \
 	    rc=$$?; fuzz/asan/check-reports.sh $(SAN_REPORTS) || rc=1; exit $$rc
 
 deps:
