@@ -135,6 +135,25 @@ static ssize_t tls_recv(tg_sock_t *s, char *buf, size_t len)
     return tls_result(s, 0, "TLS read");
 }
 
+/* A write that fails at the socket (EPIPE, ECONNRESET) often follows a fatal
+ * alert the peer sent and then closed on: with TLS 1.3 an upstream refusing
+ * our client certificate says so only after our side of the handshake is
+ * done. The alert is usually still in the receive queue; reading it turns
+ * "TLS write: Broken pipe" into the reason. Best effort, never blocks. */
+static void tls_peer_alert(tg_sock_t *s)
+{
+    char scratch[256];
+    size_t got = 0;
+    int saved = errno;
+    ERR_clear_error();
+    errno = 0;
+    if (SSL_read_ex(s->ssl, scratch, sizeof(scratch), &got) != 1
+        && SSL_get_error(s->ssl, 0) == SSL_ERROR_SSL)
+        s->error = ssl_error("TLS write: the peer refused");
+    ERR_clear_error();
+    errno = saved;
+}
+
 static ssize_t tls_send(tg_sock_t *s, const char *buf, size_t len)
 {
     size_t put = 0;
@@ -146,6 +165,8 @@ static ssize_t tls_send(tg_sock_t *s, const char *buf, size_t len)
         return (ssize_t) put;
     }
     ssize_t r = tls_result(s, 0, "TLS write");
+    if (r == 0 || (errno != EAGAIN && errno != EPROTO))
+        tls_peer_alert(s);
     return r == 0 ? -1 : r; /* EOF while writing is a failure */
 }
 
