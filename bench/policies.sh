@@ -244,9 +244,6 @@ ratios() {   # ratios A B THROUGHPUT_FIELD LABEL
         "CPU per request $(ratio "${M[$1.CPU10K]}" "${M[$2.CPU10K]}")"
 }
 TARGETS=()
-is_disturbed() {   # is_disturbed KEY#ROUND: > 5 % of core 0 went elsewhere, or > 5 % of either core stolen
-    [[ ${OTHER0[$1]} -gt 5 || ${STEAL0[$1]} -gt 5 || ${STEAL1[$1]} -gt 5 ]]
-}
 clean_median() {   # clean_median NAME ARRAY -> "median n" over the rounds that were not disturbed
     local -n arr=$2
     local r
