@@ -109,6 +109,7 @@ int main(int argc, char **argv)
     tg_lua_close(L);
     if (rc != TG_OK) {
         fprintf(stderr, "tollgate: %s\n", err);
+        tg_settings_free(&s); /* the files a refused config named, kept for watching */
         return 1;
     }
     if (s.nlisten == 0) { /* -t says what start-up and reload would */

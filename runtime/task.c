@@ -16,6 +16,7 @@
 typedef struct task {
     tg_conn_t conn;             /* conn.internal: no socket */
     struct task *next;          /* the finished list */
+    struct task *live_prev, *live_next; /* the runs and calls not finished yet */
 } task_t;
 
 typedef struct timer {
@@ -28,6 +29,7 @@ typedef struct timer {
 } timer_tt;
 
 static task_t *finished;
+static task_t *live;            /* for the worker's teardown */
 static timer_tt *timers;
 
 static task_t *task_of(tg_req_t *r)
@@ -42,13 +44,42 @@ static task_t *task_new(void)
     t->conn.internal = 1;
     t->conn.state = TG_CONN_ACTIVE;
     tg_req_init(&t->conn.req, &t->conn);
+    t->live_next = live;
+    if (live)
+        live->live_prev = t;
+    live = t;
     return t;
 }
 
 static void task_finish(task_t *t)
 {
+    if (t->live_prev)
+        t->live_prev->live_next = t->live_next;
+    else if (live == t)
+        live = t->live_next;
+    if (t->live_next)
+        t->live_next->live_prev = t->live_prev;
+    t->live_prev = t->live_next = NULL;
     t->next = finished;
     finished = t;
+}
+
+/* The worker's teardown: timer runs still waiting (a sleep, an HTTP call)
+ * are abandoned, their calls with them, and everything is freed. Client
+ * requests' calls went with their connections (tg_conns_close_all). */
+void tg_tasks_abandon_all(void)
+{
+    while (live) {
+        task_t *t = live;
+        tg_req_t *r = &t->conn.req;
+        if (r->parent == NULL) {
+            tg_lua_abandon(r); /* cancels its call, if any */
+            task_finish(t);
+        } else {
+            tg_call_free(r); /* a call whose parent is gone */
+        }
+    }
+    tg_tasks_free_finished();
 }
 
 void tg_tasks_free_finished(void)

@@ -55,6 +55,7 @@ TG_EXPORT void tg_timer_stop(void *handle);
 void tg_timers_stop_gen(tg_gen_t *gen);        /* a generation is retired */
 void tg_timers_free_gen(tg_gen_t *gen);        /* a generation's Lua state is closed */
 void tg_timers_stop_all(void);                 /* the worker is stopping */
+void tg_tasks_abandon_all(void);               /* the worker's teardown */
 void tg_tasks_free_finished(void);             /* end of a loop turn */
 
 #endif

@@ -291,7 +291,7 @@ int tg_worker_run(tg_settings_t *s, const char *config_path, int id)
     tg_timers_stop_all();
     tg_conns_close_all();
     tg_conns_free_closed();
-    tg_tasks_free_finished();
+    tg_tasks_abandon_all();
     tg_resolver_stop();
     tg_peers_free();
     tg_access_log_close();
