@@ -43,7 +43,7 @@ PREFIX  ?= /usr/local
 DATADIR ?= $(PREFIX)/share/tollgate
 
 DEPS = build-essential pkg-config libluajit2-5.1-dev luajit2 libev-dev libhttp-parser-dev \
-       libssl-dev libjwt-dev libyaml-dev lua-busted lua-cjson lua-socket lua-sec lua-check \
+       libssl-dev libyaml-dev lua-busted lua-cjson lua-socket lua-sec lua-check \
        wrk nginx curl libpcre2-8-0
 
 # Only for `make bench`: the OpenResty-style comparison (nginx + Lua).
@@ -59,7 +59,7 @@ WARN    = -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes
 CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(LUAJIT_CFLAGS) -D_GNU_SOURCE \
              -DTG_DATADIR='"$(DATADIR)"' -fno-strict-aliasing
-LDLIBS  = $(LUAJIT_LIBS) -lev -lhttp_parser -lyaml -ljwt -lssl -lcrypto -lpthread -lm -ldl
+LDLIBS  = $(LUAJIT_LIBS) -lev -lhttp_parser -lyaml -lssl -lcrypto -lpthread -lm -ldl
 LDFLAGS += -rdynamic
 
 ifeq ($(SAN),1)
@@ -75,7 +75,7 @@ endif
 SRCS := $(wildcard runtime/*.c)
 OBJS := $(SRCS:runtime/%.c=$(BUILD)/%.o)
 PIC_OBJS := $(patsubst runtime/%.c,$(BUILD)/pic/%.o,$(filter-out runtime/main.c,$(SRCS)))
-LIB_LDLIBS = -lev -lhttp_parser -lyaml -ljwt -lssl -lcrypto -lpthread -lm
+LIB_LDLIBS = -lev -lhttp_parser -lyaml -lssl -lcrypto -lpthread -lm
 HDRS := $(wildcard runtime/*.h)
 CTESTS := $(patsubst spec/c/%.c,$(BUILD)/spec/%,$(wildcard spec/c/test_*.c))
 
