@@ -70,8 +70,8 @@ end
 function _M.run(pipe, req)
     local steps = pipe.steps
     local ran = (pipe.has_response or pipe.has_log) and {} or nil
-    local ok, nran = xpcall(access_phase, handler, steps, req, ran)
-    if not ok then
+    local done, nran = xpcall(access_phase, handler, steps, req, ran)
+    if not done then
         local i = req._step
         fail(req, pipe, steps[i], "access", nran)
         -- the steps before the failing one ran: their response and log
