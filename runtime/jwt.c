@@ -403,7 +403,7 @@ static int claim_in(const tg_json_member_t *m, const char *list, int allow_array
 
 /* ---- verify ----------------------------------------------------------------- */
 
-enum { H_ALG, H_KID, H_N };
+enum { H_ALG, H_KID, H_CRIT, H_N };
 enum { C_EXP, C_NBF, C_AUD, C_ISS, C_N };
 
 int tg_jwt_verify(tg_jwt_key_t **keys, int nkeys, const char *token, size_t len,
@@ -413,7 +413,8 @@ int tg_jwt_verify(tg_jwt_key_t **keys, int nkeys, const char *token, size_t len,
     unsigned char sig[1056];   /* RSA-8192: 1024 bytes */
     unsigned char head[1024];
     char algname[16], kid[256];
-    tg_json_member_t hm[H_N] = { [H_ALG] = { .name = "alg" }, [H_KID] = { .name = "kid" } };
+    tg_json_member_t hm[H_N] = { [H_ALG] = { .name = "alg" }, [H_KID] = { .name = "kid" },
+                                 [H_CRIT] = { .name = "crit" } };
     tg_json_member_t cm[C_N] = { [C_EXP] = { .name = "exp" }, [C_NBF] = { .name = "nbf" },
                                  [C_AUD] = { .name = "aud" }, [C_ISS] = { .name = "iss" } };
 
@@ -447,6 +448,11 @@ int tg_jwt_verify(tg_jwt_key_t **keys, int nkeys, const char *token, size_t len,
     if (plen < 2 || tg_json_scan_object((const char *) claimsbuf, (size_t) plen, cm, C_N) < 0)
         return out->reason = TG_JWT_MALFORMED;
 
+    /* RFC 7515 4.1.11: "crit" names extensions the recipient must
+     * understand; this verifier implements none (e.g. RFC 7797's unencoded
+     * payload), so such a token cannot be verified as meant. */
+    if (hm[H_CRIT].type != TG_JSON_NONE)
+        return out->reason = TG_JWT_MALFORMED;
     /* RFC 7515: alg is required, a string */
     ssize_t an = hm[H_ALG].type == TG_JSON_STRING
                      ? tg_json_unescape(hm[H_ALG].raw, hm[H_ALG].len, algname, sizeof(algname) - 1)

@@ -614,6 +614,19 @@ static void case_verify_ok(void)
         end();
     }
 
+    /* RFC 7515 4.1.11: no extension is implemented, so any "crit" header
+     * (e.g. RFC 7797's {"b64":false,"crit":["b64"]}) is refused, signed or not. */
+    begin("verify: a header with crit is refused (malformed), even well signed");
+    {
+        const char *crits[] = { "{\"alg\":\"RS256\",\"b64\":false,\"crit\":[\"b64\"]}",
+                                "{\"alg\":\"RS256\",\"crit\":[]}" };
+        for (size_t i = 0; i < tg_nelem(crits); i++) {
+            char *tok = mint_ex(crits[i], PAYLOAD, TG_JWT_RS256, NULL, 0, rsa.pkey, 0);
+            EXPECT_REASON(verify(rk, tok), TG_JWT_MALFORMED, crits[i]);
+        }
+    }
+    end();
+
     /* An RSA-8192 signature is 1024 bytes: 1366 base64url characters. */
     begin("verify: an RS256 token from an RSA-8192 key verifies");
     {
