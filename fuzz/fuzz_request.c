@@ -1,6 +1,6 @@
 /*
  * fuzz_request.c: the client request path. The input is what a client
- * sends on one connection; it reaches runtime/http1.c the way conn.c hands
+ * sends on one connection; it reaches runtime/http1_request.c (and http1.c) the way conn.c hands
  * it over: appended to the connection's read buffer a chunk at a time,
  * tg_http1_parse_head until the head is complete, then tg_http1_parse_body
  * (the body kept whole for Lua, streamed toward the upstream re-chunked, or

@@ -1,6 +1,6 @@
 /*
  * fuzz_response.c: the upstream response path. The input is what an
- * upstream answers to a proxied request; it reaches runtime/http1.c the
+ * upstream answers to a proxied request; it reaches runtime/http1_response.c (and http1.c) the
  * way upstream.c hands it over: appended to the exchange's read buffer a
  * chunk at a time, tg_http1_parse_response until the head is complete (at
  * EOF once more, as up_read does), then the client's head

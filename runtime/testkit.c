@@ -3,7 +3,7 @@
  * outside the gateway (lua/tollgate/testing.lua, through libtollgate.so).
  *
  * A test request is a real tg_req_t in a real (socketless) tg_conn_t,
- * parsed from raw HTTP by the same http1.c code the gateway runs, so the
+ * parsed from raw HTTP by the same http1*.c code the gateway runs, so the
  * request API, header edits and the heads written upstream and to the
  * client are the gateway's own, not a model of them.
  */

@@ -7,7 +7,7 @@
 --
 -- The rule: what routing saw and what the upstream gets are the same
 -- resource.  The gateway normalizes the path before routing (runtime/
--- http1.c normalize_path: "." and ".." segments resolved, also spelled
+-- http1_request.c normalize_path: "." and ".." segments resolved, also spelled
 -- %2e, never above the root; runs of "/" merged; other escapes kept) and
 -- forwards that path.  Each upstream here serves one endpoint, and every
 -- answer is checked twice: against the case table (which endpoint, which
