@@ -514,9 +514,13 @@ static void push_key(lua_State *L, struct loader *ld)
 
     switch (ev->type) {
     case YAML_SCALAR_EVENT:
-        push_scalar(L, ld);
-        anchor(L, ld, ev->data.scalar.anchor);
-        lua_pop(L, 1);
+        /* A key is its text; the typed value is only needed for an anchor
+         * (an alias may be used as a value) or to check a tag. */
+        if (ev->data.scalar.anchor || ev->data.scalar.tag) {
+            push_scalar(L, ld);
+            anchor(L, ld, ev->data.scalar.anchor);
+            lua_pop(L, 1);
+        }
         lua_pushlstring(L, (const char *)ev->data.scalar.value,
                         ev->data.scalar.length);
         return;
