@@ -649,22 +649,25 @@ static void merge(lua_State *L, struct loader *ld, int t, int m, int o,
 
 static void load_mapping(lua_State *L, struct loader *ld, int depth)
 {
-    int t, m, o, dup, existed;
+    int t, m, k, o, dup, existed, nkeys = 0;
     yaml_mark_t mark;
 
     open_collection(L, ld, depth, "map");
     m = lua_gettop(L);
     t = m - 1;
-    lua_newtable(L);
+    lua_newtable(L);            /* __keys, kept on the stack while filled */
+    lua_pushvalue(L, -1);
     lua_setfield(L, m, "__keys");
+    k = m + 1;
     lua_pushnil(L);             /* overridable keys, made on first "<<" */
-    o = m + 1;
+    o = m + 2;
     while (next(L, ld)->type != YAML_MAPPING_END_EVENT) {
         mark = ld->event.start_mark;
         if (is_merge(&ld->event)) {
             next(L, ld);
             load_node(L, ld, depth);
             merge(L, ld, t, m, o, mark);
+            nkeys = (int)lua_objlen(L, k); /* the merge may have added keys */
             continue;
         }
         push_key(L, ld);
@@ -692,13 +695,15 @@ static void load_mapping(lua_State *L, struct loader *ld, int depth)
             lua_pushinteger(L, (lua_Integer)mark.line + 1);
             lua_rawset(L, m);
         }
-        if (!existed)
-            note_key(L, m);
+        if (!existed) {
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, k, ++nkeys);
+        }
         next(L, ld);
         load_node(L, ld, depth);
         lua_rawset(L, t);
     }
-    lua_pop(L, 2);
+    lua_pop(L, 3);
 }
 
 /* Pushes the value of the node whose first event is current; on return
