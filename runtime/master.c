@@ -23,11 +23,14 @@
 #include <limits.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -380,6 +383,41 @@ static int same_listeners(const tg_settings_t *a, const tg_settings_t *b)
     return 1;
 }
 
+/* The check a reload starts with: the whole load, as `-t` does. */
+typedef struct {
+    tg_settings_t *next;
+    const char *err;
+    int rc;
+} check_t;
+
+static void *check_config(void *arg)
+{
+    check_t *c = arg;
+    /* At a lower priority than the workers: on a machine whose cores are
+     * all serving, the check (tens of ms for thousands of routes) takes
+     * what they leave instead of a slice of one worker's core. A thread's
+     * own nice value applies to it alone (Linux), and it ends with it. */
+    setpriority(PRIO_PROCESS, (id_t) syscall(SYS_gettid), 10);
+    lua_State *L = tg_lua_new();
+    c->rc = tg_lua_load_config(L, config, c->next, 0, &c->err);
+    tg_lua_close(L);
+    return NULL;
+}
+
+static int check(tg_settings_t *next, const char **err)
+{
+    check_t c = { .next = next, .err = NULL, .rc = TG_ERROR };
+    pthread_t t;
+    /* signals stay blocked in the thread (signalfd), as in the master */
+    if (pthread_create(&t, NULL, check_config, &c) != 0) {
+        check_config(&c); /* no thread: check here, at the master's priority */
+    } else {
+        pthread_join(t, NULL);
+    }
+    *err = c.err;
+    return c.rc;
+}
+
 static void reload(const char *why)
 {
     tg_settings_t next;
@@ -387,9 +425,7 @@ static void reload(const char *why)
 
     tg_log_info("%s: checking %s", why, config);
     tg_settings_defaults(&next);
-    lua_State *L = tg_lua_new();
-    int rc = tg_lua_load_config(L, config, &next, 0, &err);
-    tg_lua_close(L);
+    int rc = check(&next, &err);
     if (rc != TG_OK) {
         tg_log_error("reload refused, still serving the previous configuration: %s", err);
         watch_also(settings, &next);
