@@ -162,7 +162,7 @@ static char *mint(int mode, const char *h, size_t hl, const char *p, size_t pl, 
 static int signed_by_us;
 
 /* The claims with JSON escapes of ASCII characters decoded ("\u002e" is
- * ".", "\/" is "/"), as the JSON parser libjwt uses reads them. */
+ * ".", "\/" is "/"), as a JSON parser reads them. */
 static char *unescaped(const char *p, size_t n, size_t *outlen)
 {
     char *out = tg_malloc(n + 1), *o = out;

@@ -6,8 +6,9 @@
  * key or certificate becomes an EVP_PKEY (RSA or EC), anything else is an
  * HMAC secret. Parsing PEM costs ~0.5 ms with OpenSSL 3, so it must never
  * happen per request. Keys from a JSON Web Key Set (jwksUri) are made by
- * runtime/jwk.c, once per fetched set. libjwt decodes the token and reads the claims;
- * signatures are checked with OpenSSL EVP against the parsed key.
+ * runtime/jwk.c, once per fetched set. jsonscan.c validates the header and
+ * claims and picks out the members checked here; signatures are checked
+ * with OpenSSL against the parsed key, through contexts the key keeps.
  */
 #ifndef TG_JWT_H
 #define TG_JWT_H
