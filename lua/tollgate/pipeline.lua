@@ -36,47 +36,37 @@ local function handler(err)
     return (traceback(tostring(err), 2):gsub("\n%s*", "; "))
 end
 
--- The access phase, under one xpcall for the whole pipeline (not one per
--- step: cheaper, and the loop stays JIT-compilable). Every step whose
--- condition holds runs, in order, until one ends the request. The steps
--- that ran are appended to ran (when the pipeline has response or log
--- functions); req._step is the step running, for the error message.
-local function access_phase(steps, req, ran)
-    local nran = 0
-    for i = 1, #steps do
-        local st = steps[i]
-        req._step = i
-        local cond = st.cond
-        if not cond or cond(req) then
-            local access = st.access
-            if access then
-                local status, body, headers = access(st.inst, req)
-                if status then
-                    req:respond(status, body, headers)
-                end
-            end
-            if ran then
-                nran = nran + 1
-                ran[nran] = st
-            end
-            if req.responded then break end
+local function run_access(st, req)
+    if st.cond and not st.cond(req) then return false end
+    if st.access then
+        local status, body, headers = st.access(st.inst, req)
+        if status then
+            req:respond(status, body, headers)
         end
     end
-    return nran
+    return true
 end
 
 -- Runs the pipeline. Returns false when no step ended the request (Express
 -- Gateway then tries the next matching route), true otherwise.
 function _M.run(pipe, req)
     local steps = pipe.steps
-    local ran = (pipe.has_response or pipe.has_log) and {} or nil
-    local done, nran = xpcall(access_phase, handler, steps, req, ran)
-    if not done then
-        local i = req._step
-        fail(req, pipe, steps[i], "access", nran)
-        -- the steps before the failing one ran: their response and log
-        -- functions still see the 500
-        nran = ran and #ran or 0
+    local ran, nran
+    local track = pipe.has_response or pipe.has_log
+    if track then ran, nran = {}, 0 end
+
+    for i = 1, #steps do
+        local st = steps[i]
+        local ok, took = xpcall(run_access, handler, st, req)
+        if not ok then
+            fail(req, pipe, st, "access", took)
+            break
+        end
+        if took and track then
+            nran = nran + 1
+            ran[nran] = st
+        end
+        if req.responded then break end
     end
     if not req.responded then return false end
 
