@@ -28,42 +28,22 @@
 -- `GET PATH/new` with Connection: close and read until the gateway closes.
 
 local ffi = require "ffi"
+local bit = require "bit"
 local socket = require "socket"
 local cjson = require "cjson"
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/../support/?.lua;" .. package.path
+local rawsock = require "rawsock"
 
-ffi.cdef [[
-int socket(int domain, int type, int protocol);
-int connect(int fd, const void *addr, unsigned int len);
-long send(int fd, const void *buf, unsigned long len, int flags);
-long recv(int fd, void *buf, unsigned long len, int flags);
-int close(int fd);
-int getsockopt(int fd, int level, int name, void *val, unsigned int *len);
-struct ld_pollfd { int fd; short events; short revents; };
-int poll(struct ld_pollfd *fds, unsigned long n, int timeout);
-unsigned short htons(unsigned short v);
-int inet_pton(int af, const char *src, void *dst);
-struct ld_sockaddr_in { unsigned short family; unsigned short port; unsigned int addr; char zero[8]; };
-char *strerror(int errnum);
-]]
-local C = ffi.C
+local C = rawsock.C
+local SOL_SOCKET, SO_ERROR = rawsock.SOL_SOCKET, rawsock.SO_ERROR
+local MSG_NOSIGNAL, MSG_DONTWAIT = rawsock.MSG_NOSIGNAL, rawsock.MSG_DONTWAIT
+local POLLIN, POLLOUT, POLLERR, POLLHUP = rawsock.POLLIN, rawsock.POLLOUT, rawsock.POLLERR,
+  rawsock.POLLHUP
+local EINTR, EAGAIN = rawsock.EINTR, rawsock.EAGAIN
+local ECONNRESET, EPIPE, ECONNREFUSED = rawsock.ECONNRESET, rawsock.EPIPE, rawsock.ECONNREFUSED
+local strerror, exists, write_atomic = rawsock.strerror, rawsock.exists, rawsock.write_atomic
 
-local AF_INET, SOCK_STREAM, SOCK_NONBLOCK, SOCK_CLOEXEC = 2, 1, 2048, 524288
-local SOL_SOCKET, SO_ERROR = 1, 4
-local MSG_NOSIGNAL, MSG_DONTWAIT = 0x4000, 0x40
-local POLLIN, POLLOUT, POLLERR, POLLHUP = 1, 4, 8, 16
-local EINTR, EAGAIN, EINPROGRESS = 4, 11, 115
-local ECONNRESET, EPIPE, ECONNREFUSED = 104, 32, 111
-
-local args = {}
-do
-  local i = 1
-  while i <= #arg do
-    local k = arg[i]:match("^%-%-(.+)$")
-    if not k then error("load.lua: unexpected argument " .. arg[i]) end
-    args[k] = arg[i + 1]
-    i = i + 2
-  end
-end
+local args = rawsock.args(arg, "load.lua")
 local PORT = assert(tonumber(args.port), "--port N required")
 local HOST = args.host or "127.0.0.1"
 local NKEEP = tonumber(args.keepalive or 4)
@@ -77,11 +57,7 @@ local MAX_SECONDS = tonumber(args["max-seconds"] or 120)
 
 local now = socket.gettime
 
-local addr = ffi.new("struct ld_sockaddr_in")
-addr.family = AF_INET
-addr.port = C.htons(PORT)
-assert(C.inet_pton(AF_INET, HOST, ffi.cast("void *", ffi.cast("char *", addr) + 4)) == 1,
-  "bad --host")
+local addr = rawsock.address(HOST, PORT)
 
 local stats = { requests = 0, ok = 0, non2xx = 0, failed = 0, resets = 0, reconnects = 0,
   keepalive_requests = 0, fresh_requests = 0, statuses = {}, errors = {} }
@@ -91,8 +67,6 @@ local function note_error(kind, msg)
     stats.errors[#stats.errors + 1] = ("%.3f %s: %s"):format(now(), kind, msg)
   end
 end
-
-local function strerror(e) return ffi.string(C.strerror(e)) end
 
 local BUF_SIZE = 65536
 local rbuf = ffi.new("char[?]", BUF_SIZE)
@@ -123,19 +97,14 @@ function Slot:fail(err, reset)
 end
 
 function Slot:open()
-  local fd = C.socket(AF_INET, bit.bor(SOCK_STREAM, SOCK_NONBLOCK, SOCK_CLOEXEC), 0)
-  if fd < 0 then
+  local fd, connected, step = rawsock.connect(addr)
+  if not fd then
+    local e = connected
     self.in_flight = true
-    return self:fail("socket: " .. strerror(ffi.errno()))
+    return self:fail(step .. ": " .. strerror(e), e == ECONNREFUSED or e == ECONNRESET)
   end
   self.fd = fd
-  local rc = C.connect(fd, addr, ffi.sizeof(addr))
-  if rc ~= 0 and ffi.errno() ~= EINPROGRESS then
-    local e = ffi.errno()
-    self.in_flight = true
-    return self:fail("connect: " .. strerror(e), e == ECONNREFUSED or e == ECONNRESET)
-  end
-  self.state = rc == 0 and "sending" or "connecting"
+  self.state = connected and "sending" or "connecting"
 end
 
 function Slot:start_request()
@@ -293,24 +262,10 @@ local slots = {}
 for _ = 1, NKEEP do slots[#slots + 1] = new_slot("ka") end
 for _ = 1, NFRESH do slots[#slots + 1] = new_slot("fresh") end
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
-
-local function write_atomic(path, text)
-  local tmp = path .. ".tmp"
-  local f = assert(io.open(tmp, "wb"))
-  f:write(text)
-  f:close()
-  assert(os.rename(tmp, path))
-end
-
 local started = now()
 local stopping = false
 local last_progress, last_check = 0, 0
-local pfds = ffi.new("struct ld_pollfd[?]", #slots)
+local pfds = rawsock.pollfds(#slots)
 
 while true do
   local t = now()

@@ -30,38 +30,18 @@ local ffi = require "ffi"
 local bit = require "bit"
 local socket = require "socket"
 local cjson = require "cjson"
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/../support/?.lua;" .. package.path
+local rawsock = require "rawsock"
 
-for _, d in ipairs{
-  "int socket(int domain, int type, int protocol);",
-  "int connect(int fd, const void *addr, unsigned int len);",
-  "long send(int fd, const void *buf, unsigned long len, int flags);",
-  "long recv(int fd, void *buf, unsigned long len, int flags);",
-  "int close(int fd);",
-  "int getsockopt(int fd, int level, int name, void *val, unsigned int *len);",
-  "struct lc_pollfd { int fd; short events; short revents; };",
-  "int poll(struct lc_pollfd *fds, unsigned long n, int timeout);",
-  "unsigned short htons(unsigned short v);",
-  "char *strerror(int errnum);",
-  [[struct lc_sockaddr_in { unsigned short family; unsigned short port; unsigned char addr[4];
-    char zero[8]; };]],
-} do ffi.cdef(d) end
-local C = ffi.C
+local C = rawsock.C
+local SOL_SOCKET, SO_ERROR = rawsock.SOL_SOCKET, rawsock.SO_ERROR
+local MSG_NOSIGNAL, MSG_DONTWAIT = rawsock.MSG_NOSIGNAL, rawsock.MSG_DONTWAIT
+local POLLIN, POLLOUT, POLLERR, POLLHUP = rawsock.POLLIN, rawsock.POLLOUT, rawsock.POLLERR,
+  rawsock.POLLHUP
+local EINTR, EAGAIN, ECONNREFUSED = rawsock.EINTR, rawsock.EAGAIN, rawsock.ECONNREFUSED
+local strerror, exists, write_atomic = rawsock.strerror, rawsock.exists, rawsock.write_atomic
 
-local AF_INET, SOCK_STREAM, SOCK_NONBLOCK, SOCK_CLOEXEC = 2, 1, 2048, 524288
-local SOL_SOCKET, SO_ERROR = 1, 4
-local MSG_NOSIGNAL, MSG_DONTWAIT = 0x4000, 0x40
-local POLLIN, POLLOUT, POLLERR, POLLHUP = 1, 4, 8, 16
-local EINTR, EAGAIN, EINPROGRESS, ECONNREFUSED = 4, 11, 115, 111
-
-local args = {}
-do
-  local i = 1
-  while i <= #arg do
-    local k = assert(arg[i]:match("^%-%-(.+)$"), "unexpected argument " .. arg[i])
-    args[k] = arg[i + 1]
-    i = i + 2
-  end
-end
+local args = rawsock.args(arg, "load_client.lua")
 local PORT = assert(tonumber(args.port), "--port N")
 local NKEEP = tonumber(args.keepalive or 4)
 local NFRESH = tonumber(args.fresh or 2)
@@ -74,10 +54,7 @@ local MAX_SECONDS = tonumber(args["max-seconds"] or 60)
 local now = socket.gettime
 local BYTES = 200000
 
-local addr = ffi.new("struct lc_sockaddr_in")
-addr.family = AF_INET
-addr.port = C.htons(PORT)
-addr.addr[0], addr.addr[1], addr.addr[2], addr.addr[3] = 127, 0, 0, 1
+local addr = rawsock.address("127.0.0.1", PORT)
 
 local requests = {}
 local refused = {}
@@ -90,8 +67,6 @@ local rbuf = ffi.new("char[65536]")
 
 local Slot = {}
 Slot.__index = Slot
-
-local function strerror(e) return ffi.string(C.strerror(e)) end
 
 function Slot:close()
   if self.fd >= 0 then C.close(self.fd) end
@@ -110,19 +85,16 @@ function Slot:finish(outcome, err)
 end
 
 function Slot:open()
-  local fd = C.socket(AF_INET, bit.bor(SOCK_STREAM, SOCK_NONBLOCK, SOCK_CLOEXEC), 0)
-  assert(fd >= 0, "socket: " .. strerror(ffi.errno()))
-  local rc = C.connect(fd, addr, ffi.sizeof(addr))
-  if rc ~= 0 and ffi.errno() ~= EINPROGRESS then
-    local e = ffi.errno()
-    C.close(fd)
-    return nil, e
+  local fd, connected, step = rawsock.connect(addr)
+  if not fd then
+    assert(step == "connect", "socket: " .. strerror(connected))
+    return nil, connected
   end
   self.fd = fd
   nconn = nconn + 1
   self.conn = nconn
-  if rc == 0 and #refused > 0 then accepted_after_refused = accepted_after_refused + 1 end
-  self.state = rc == 0 and "sending" or "connecting"
+  if connected and #refused > 0 then accepted_after_refused = accepted_after_refused + 1 end
+  self.state = connected and "sending" or "connecting"
   return true
 end
 
@@ -266,23 +238,10 @@ for i = 1, NFRESH do
   slots[#slots + 1] = setmetatable({ kind = "fresh", index = i, fd = -1 }, Slot)
 end
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
-local function write_atomic(path, text)
-  local f = assert(io.open(path .. ".tmp", "wb"))
-  f:write(text)
-  f:close()
-  assert(os.rename(path .. ".tmp", path))
-end
-
 local started = now()
 local stopping = false
 local last_progress = 0
-local pfds = ffi.new("struct lc_pollfd[?]", #slots)
+local pfds = rawsock.pollfds(#slots)
 
 while true do
   local t = now()
