@@ -1,7 +1,7 @@
 /*
  * fuzz_lua.h: a LuaJIT state for the targets that fuzz Lua code (config,
- * template), set up as the gateway sets up its own (tg_lua_new in
- * runtime/bridge.c: package.path to lua/, "tollgate.cyaml" registered), and
+ * template), set up by the gateway's own tg_lua_open (runtime/bridge.c:
+ * package.path to lua/, "tollgate.cyaml" registered), and
  * a harness function in it that each input is handed to.
  *
  * One difference: the state allocates with malloc (lua_newstate with an
@@ -23,12 +23,10 @@
 #define TG_FUZZ_LUA_H
 
 #include <lauxlib.h>
-#include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "bridge.h"
-#include "yamlcfg.h"
 
 #ifndef TG_FUZZ_HOME
 #define TG_FUZZ_HOME "." /* the Makefile passes the repository */
@@ -120,20 +118,7 @@ static lua_State *fuzz_lua_new(const char *chunk, const char *name)
         fprintf(stderr, "fuzz harness: lua_newstate failed\n");
         abort();
     }
-    luaL_openlibs(L);
-    /* as tg_lua_new */
-    lua_getglobal(L, "package");
-    lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua;", home, home);
-    lua_getfield(L, -2, "path");
-    lua_concat(L, 2);
-    lua_setfield(L, -2, "path");
-    lua_getfield(L, -1, "loaded");
-    lua_newtable(L);
-    tg_yaml_register(L);
-    lua_pushstring(L, home);
-    lua_setfield(L, -2, "home");
-    lua_setfield(L, -2, "tollgate.cyaml");
-    lua_pop(L, 2);
+    tg_lua_open(L, home);
     fuzz_L = L;
     atexit(fuzz_lua_close);
     if (luaL_loadbuffer(L, FUZZ_SANDBOX, sizeof(FUZZ_SANDBOX) - 1, "=sandbox") != 0 ||

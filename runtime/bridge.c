@@ -85,16 +85,11 @@ static const char *home_dir(void)
     return TG_DATADIR;
 }
 
-lua_State *tg_lua_new(void)
+void tg_lua_open(lua_State *L, const char *home)
 {
-    lua_State *L = luaL_newstate();
-    if (L == NULL) {
-        tg_log_error("cannot create a Lua state (out of memory)");
-        abort();
-    }
     luaL_openlibs(L);
-
-    const char *home = home_dir();
+    if (home == NULL)
+        home = home_dir();
     lua_getglobal(L, "package");
     lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua;", home, home);
     lua_getfield(L, -2, "path");
@@ -109,6 +104,16 @@ lua_State *tg_lua_new(void)
     lua_setfield(L, -2, "home");
     lua_setfield(L, -2, "tollgate.cyaml");
     lua_pop(L, 2);
+}
+
+lua_State *tg_lua_new(void)
+{
+    lua_State *L = luaL_newstate();
+    if (L == NULL) {
+        tg_log_error("cannot create a Lua state (out of memory)");
+        abort();
+    }
+    tg_lua_open(L, NULL);
     return L;
 }
 

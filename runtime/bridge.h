@@ -24,6 +24,10 @@ enum tg_yield {
 
 /* Creates a Lua state with the framework on its path. */
 lua_State *tg_lua_new(void);
+/* What tg_lua_new does to a state made elsewhere (the fuzz targets use
+ * their own allocator): standard libraries, package.path under home (NULL:
+ * $TOLLGATE_HOME, the build tree, or the install prefix), tollgate.cyaml. */
+void tg_lua_open(lua_State *L, const char *home);
 /* Loads and validates the config; fills settings. On error returns TG_ERROR
  * with a message in err (static buffer), settings untouched. When
  * `serve` is set the state is kept ready to handle requests. */
