@@ -16,22 +16,12 @@
 #include <stdlib.h>
 
 #include "conn.h"
+#include "fuzz_check.h"
 #include "http1.h"
 #include "upstream.h"
 #include "worker.h"
 
-#define FUZZ_CHECK(cond, ...)                                                      \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "fuzz invariant failed at %s:%d: %s\n", __FILE__,      \
-                    __LINE__, #cond);                                              \
-            fprintf(stderr, "  " __VA_ARGS__);                                     \
-            fputc('\n', stderr);                                                   \
-            abort();                                                               \
-        }                                                                          \
-    } while (0)
-
-/* Known, not yet fixed bugs (/work/bugs-fuzz.md) the harness steps over
+/* Known, not yet fixed bugs (fuzz/README.md) the harness steps over
  * when named in $FUZZ_KNOWN (comma-separated), so that fuzzing can go on
  * looking for others; by default every one of them is a crash. */
 static inline int fuzz_known(const char *bug)
@@ -208,7 +198,7 @@ static inline fuzz_parsed_t fuzz_parse_ex(enum http_parser_type type, const char
     /* http-parser 2.9.4 takes any field name that starts with
      * "Transfer-Encoding" for one (it sets the flag on the prefix), and then
      * refuses a Content-Length beside it. The gateway may forward such a
-     * name (bugs-fuzz.md); the check renames it, same length, to see the
+     * name (finding 7 in fuzz/README.md); the check renames it, same length, to see the
      * rest. */
     char *copy = tg_malloc(len + 1);
     if (len)

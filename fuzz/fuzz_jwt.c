@@ -32,18 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "jwt.h"
-
-#define FUZZ_CHECK(cond, ...)                                                      \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "fuzz invariant failed at %s:%d: %s\n", __FILE__,      \
-                    __LINE__, #cond);                                              \
-            fprintf(stderr, "  " __VA_ARGS__);                                     \
-            fputc('\n', stderr);                                                   \
-            abort();                                                               \
-        }                                                                          \
-    } while (0)
 
 #define NOW 1700000000.0
 #define SECRET "fuzz-secret-0123456789"

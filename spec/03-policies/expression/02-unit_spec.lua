@@ -4,9 +4,8 @@
 local testing = require "tollgate.testing"
 local core = require "tollgate.core"
 
--- A gateway: an expression step (with an optional condition), then proxy.
--- (Through a real proxy step: tollgate.testing's stand-in upstream would send
--- the original URL, see bugs-policies2.md.)
+-- A gateway: an expression step (with an optional condition), then a real
+-- proxy step, so what reaches the upstream is what proxy sends.
 local function gateway(action, condition)
   return testing.gateway{
     http = { port = 0 },

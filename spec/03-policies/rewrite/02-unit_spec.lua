@@ -12,8 +12,8 @@ local function cond(name, match)
   return assert(conditions.compile({ name = name, match = match }, "c"))
 end
 
--- A gateway whose pipeline is this rewrite step, then proxy (tollgate.testing's
--- own stand-in upstream step would send the original URL: bugs-policies2.md).
+-- A gateway whose pipeline is this rewrite step, then a real proxy step, so
+-- what reaches the upstream is what proxy sends.
 local function gateway(condition, action)
   return testing.gateway{
     http = { port = 0 },
