@@ -1,16 +1,37 @@
 # shellcheck shell=bash disable=SC2034
-# bench/lib.sh: shared by bench/run.sh and bench/policies.sh. Sourced, not run.
+# bench/lib.sh: shared by the bench/*.sh scripts. Sourced, not run.
 # (SC2034: most variables set here are read by the scripts that source it.)
 #
-# The sourcing script sets PROG (its name, for messages) and its defaults (DURATION, WARMUP,
-# CONNECTIONS, ROUNDS, KEEP_TMP), then calls `bench_setup TOOL...`, which checks the tools and the
+# The sourcing script sets PROG (its name, for messages), sources this, calls `bench_args "$@"`,
+# sets its defaults (DURATION, WARMUP, CONNECTIONS, ROUNDS, KEEP_TMP; QUICK tells whether --quick
+# was given), then calls `bench_setup TOOL...`, which checks the tools and the
 # machine, changes to the repository root, makes the temp dir $T and installs the cleanup traps.
 # Every process started through these functions is recorded in PIDS and stopped by PID on exit.
 #
 # Layout (2 cores): gateway under test on core 0 (one worker); upstream nginx and wrk on core 1.
 
-# ---------------------------------------------------------------- setup, processes & cleanup
+# ---------------------------------------------------------------- arguments, setup, processes & cleanup
 die() { echo "$PROG: $*" >&2; exit 1; }
+
+# The calling script's header comment, from its line 2 to the first line that is not a comment.
+usage() { awk 'NR == 1 { next } !/^#/ { exit } { sub(/^# ?/, ""); print }' "$0"; }
+
+# bench_args "$@": --quick sets QUICK=1, -h/--help prints usage. A script with arguments of its
+# own defines bench_extra_arg ARG, which returns 0 when it took ARG. Anything else is an error.
+bench_args() {
+    QUICK=0
+    local a
+    for a in "$@"; do
+        case "$a" in
+            --quick) QUICK=1 ;;
+            -h|--help) usage; exit 0 ;;
+            *)
+                if ! { declare -F bench_extra_arg >/dev/null && bench_extra_arg "$a"; }; then
+                    echo "$PROG: unknown argument: $a" >&2; usage >&2; exit 2
+                fi ;;
+        esac
+    done
+}
 
 bench_setup() {   # bench_setup TOOL... (beyond the ones every bench needs)
     cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1

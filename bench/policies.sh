@@ -22,16 +22,9 @@
 set -euo pipefail
 PROG=policies.sh
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
-
-QUICK=0
-for a in "$@"; do
-    case "$a" in
-        --quick) QUICK=1 ;;
-        -h|--help) usage; exit 0 ;;
-        *) echo "policies.sh: unknown argument: $a" >&2; usage >&2; exit 2 ;;
-    esac
-done
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_args "$@"
 if [[ $QUICK == 1 ]]; then
     DURATION=${DURATION:-3}; WARMUP=${WARMUP:-1}
 fi
@@ -41,8 +34,6 @@ WARMUP=${WARMUP:-3}
 ROUNDS=${ROUNDS:-1}
 KEEP_TMP=${KEEP_TMP:-0}
 
-# shellcheck source=bench/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_setup openssl
 
 NGX_MODULES=/usr/share/nginx/modules

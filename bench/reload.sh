@@ -23,16 +23,9 @@
 set -euo pipefail
 PROG=reload.sh
 
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
-
-QUICK=0
-for a in "$@"; do
-    case "$a" in
-        --quick) QUICK=1 ;;
-        -h|--help) usage; exit 0 ;;
-        *) echo "reload.sh: unknown argument: $a" >&2; usage >&2; exit 2 ;;
-    esac
-done
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_args "$@"
 if [[ $QUICK == 1 ]]; then
     TIME_RELOADS=${TIME_RELOADS:-10}; MEM_RELOADS=${MEM_RELOADS:-100}; LOAD_RELOADS=${LOAD_RELOADS:-20}
     DURATION=${DURATION:-5}; ROUNDS=${ROUNDS:-1}
@@ -49,8 +42,6 @@ KEEP_TMP=${KEEP_TMP:-0}
 PARTS=${PARTS:-abcd}
 LOAD_BETWEEN=${LOAD_BETWEEN:-300}
 
-# shellcheck source=bench/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_setup
 raise_fd_limit 4096
 

@@ -17,18 +17,11 @@
 set -euo pipefail
 PROG=run.sh
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
-
-QUICK=0
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_extra_arg() { [[ $1 == --no-policies ]] && POLICIES=0; }
 POLICIES=1
-for a in "$@"; do
-    case "$a" in
-        --quick) QUICK=1 ;;
-        --no-policies) POLICIES=0 ;;
-        -h|--help) usage; exit 0 ;;
-        *) echo "run.sh: unknown argument: $a" >&2; usage >&2; exit 2 ;;
-    esac
-done
+bench_args "$@"
 if [[ $QUICK == 1 ]]; then
     DURATION=${DURATION:-3}; WARMUP=${WARMUP:-1}; IDLE_CONNS=${IDLE_CONNS:-2000}
 fi
@@ -39,8 +32,6 @@ IDLE_CONNS=${IDLE_CONNS:-10000}
 ROUNDS=${ROUNDS:-1}
 KEEP_TMP=${KEEP_TMP:-0}
 
-# shellcheck source=bench/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck disable=SC2119
 bench_setup
 

@@ -23,16 +23,9 @@
 set -euo pipefail
 PROG=tls.sh
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
-
-QUICK=0
-for a in "$@"; do
-    case "$a" in
-        --quick) QUICK=1 ;;
-        -h|--help) usage; exit 0 ;;
-        *) echo "tls.sh: unknown argument: $a" >&2; usage >&2; exit 2 ;;
-    esac
-done
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_args "$@"
 if [[ $QUICK == 1 ]]; then DURATION=${DURATION:-3}; WARMUP=${WARMUP:-1}; fi
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-50}
@@ -41,8 +34,6 @@ ROUNDS=${ROUNDS:-1}
 FULL_CLIENTS=${FULL_CLIENTS:-4}
 KEEP_TMP=${KEEP_TMP:-0}
 
-# shellcheck source=bench/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_setup openssl
 raise_fd_limit 8192
 BENCH_SCHEME=https
