@@ -358,7 +358,7 @@ ssize_t tg_json_unescape(const char *raw, size_t len, char *out, size_t cap)
                 u[3] = (unsigned char) (0x80 | (cp & 0x3F));
                 ul = 4;
             }
-            if (cap - o < ul || o > cap)
+            if (ul > cap - o) /* o <= cap always */
                 return -1;
             memcpy(out + o, u, ul);
             o += ul;
