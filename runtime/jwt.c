@@ -43,7 +43,7 @@ struct tg_jwt_key {
      * the provider store (locks, hash lookups) on every call, which costs
      * as much as the RSA verification itself. */
     EVP_PKEY_CTX *vctx[3];      /* RSA/EC: verify_init'd, padding and digest set */
-    EVP_MAC_CTX *mctx[3];       /* HMAC: the key and digest set, dup'd per use */
+    EVP_MAC_CTX *mctx[3];       /* HMAC: the digest set; keyed again per token */
 };
 
 static const struct {
@@ -281,17 +281,18 @@ static int verify_hmac(tg_jwt_key_t *k, int alg, const char *data, size_t dlen,
             OSSL_PARAM_construct_end(),
         };
         EVP_MAC_CTX *m = EVP_MAC_CTX_new(hmac);
-        if (m == NULL || !EVP_MAC_init(m, k->secret, k->secret_len, params)) {
+        if (m == NULL || !EVP_MAC_CTX_set_params(m, params)) {
             EVP_MAC_CTX_free(m);
             goto out;
         }
         k->mctx[di] = m;
     }
-    EVP_MAC_CTX *m = EVP_MAC_CTX_dup(k->mctx[di]);
-    ok = m && EVP_MAC_update(m, (const unsigned char *) data, dlen) &&
+    /* the same context for every token: init with the key starts over */
+    EVP_MAC_CTX *m = k->mctx[di];
+    ok = EVP_MAC_init(m, k->secret, k->secret_len, NULL) &&
+         EVP_MAC_update(m, (const unsigned char *) data, dlen) &&
          EVP_MAC_final(m, mac, &maclen, sizeof(mac)) && maclen == slen &&
          CRYPTO_memcmp(mac, sig, slen) == 0;
-    EVP_MAC_CTX_free(m);
 out:
     ERR_clear_error();
     return ok;
