@@ -22,6 +22,7 @@
 #include <lauxlib.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -41,14 +42,33 @@ struct source {
     FILE *file;             /* file input */
 };
 
+/* Line marks, compactly: one array of line numbers for the whole document
+ * (struct lines, a userdata the marks table keeps), and for each table one
+ * entry in a weak-keyed index: maps[tbl] = the mapping's keys list K (K[0]
+ * = its record's offset), seqs[tbl] = the sequence's record offset.  A
+ * record is { start line, n, line of item 1 .. n } (items: a mapping's keys
+ * in the order of K, or a sequence's items).  While a collection is open
+ * its lines sit on the loader's stack (children close first, so each
+ * record is copied out whole when its collection ends) and its offset is
+ * -(stack position + 1).  marks[tbl] builds the documented per-table
+ * marks from this on first use (marks_index). */
+struct lines {
+    int *v;
+    size_t n, cap;
+};
+
 struct loader {
     yaml_parser_t parser;
     yaml_event_t event;     /* current event, owned while has_event */
     int has_event;
     struct source src;
     int anchors;            /* stack slots inside build(): anchor -> value */
-    int seqs;               /* set of tables made from sequences */
+    int seqs;               /* weak: sequence table -> record offset */
+    int maps;               /* weak: mapping table -> keys list K */
     int marks;              /* the weak-keyed marks table returned */
+    struct lines *lines;    /* the finished records (the userdata's) */
+    int *stk;               /* lines of the open collections; freed by run() */
+    size_t sp, cap;
 };
 
 /* ------------------------------------------------------------------ */
@@ -440,10 +460,59 @@ static void push_alias(lua_State *L, struct loader *ld)
         fail(L, ld, ld->event.start_mark, "undefined alias \"%s\"", name);
 }
 
+/* ---- line records ---- */
+
+static void stk_push(lua_State *L, struct loader *ld, size_t line)
+{
+    if (ld->sp == ld->cap) {
+        size_t cap = ld->cap ? ld->cap * 2 : 256;
+        int *v = realloc(ld->stk, cap * sizeof *v);
+        if (!v)
+            luaL_error(L, "out of memory");
+        ld->stk = v;
+        ld->cap = cap;
+    }
+    ld->stk[ld->sp++] = line > INT_MAX ? INT_MAX : (int)line;
+}
+
+/* Moves the open collection's lines (from stack position base) into the
+ * records as { start, n, items }; returns the record's offset. */
+static lua_Integer close_record(lua_State *L, struct loader *ld, size_t base)
+{
+    struct lines *ls = ld->lines;
+    size_t items = ld->sp - base - 1, need = items + 2;
+
+    if (ls->cap - ls->n < need) {
+        size_t cap = ls->cap ? ls->cap : 1024;
+        int *v;
+        while (cap - ls->n < need)
+            cap *= 2;
+        v = realloc(ls->v, cap * sizeof *v);
+        if (!v)
+            luaL_error(L, "out of memory");
+        ls->v = v;
+        ls->cap = cap;
+    }
+    ls->v[ls->n] = ld->stk[base];
+    ls->v[ls->n + 1] = (int)items;
+    memcpy(ls->v + ls->n + 2, ld->stk + base + 1, items * sizeof(int));
+    ld->sp = base;
+    ls->n += need;
+    return (lua_Integer)(ls->n - need);
+}
+
+/* Line i (0: the start line) of the record at offset off, open or not. */
+static int record_line(struct loader *ld, lua_Integer off, int i)
+{
+    if (off < 0)
+        return ld->stk[-off - 1 + i];
+    return ld->lines->v[off + (i ? i + 1 : 0)];
+}
+
 /* For the current collection start event: checks depth and tag, pushes
- * the new table and its marks table (with __line), records both in
- * marks and registers the anchor before the children are read, so an
- * alias inside may refer to the collection itself. */
+ * the new table, registers the anchor before the children are read (so
+ * an alias inside may refer to the collection itself) and starts its line
+ * record on the loader's stack. */
 static void open_collection(lua_State *L, struct loader *ld, int depth,
                             const char *want)
 {
@@ -460,37 +529,29 @@ static void open_collection(lua_State *L, struct loader *ld, int depth,
     if (tag && strcmp(tag, "!") != 0 && !is_tag(tag, want))
         fail_tag(L, ld, tag, seq ? "sequence" : "mapping");
     luaL_checkstack(L, 12, "YAML nesting");
+    stk_push(L, ld, ev->start_mark.line + 1);
     lua_newtable(L);
-    lua_newtable(L);
-    lua_pushinteger(L, (lua_Integer)ev->start_mark.line + 1);
-    lua_setfield(L, -2, "__line");
-    lua_pushvalue(L, -2);
-    lua_pushvalue(L, -2);
-    lua_rawset(L, ld->marks);
-    lua_pushvalue(L, -2);
     anchor(L, ld, name);
-    lua_pop(L, 1);
 }
 
 static void load_sequence(lua_State *L, struct loader *ld, int depth)
 {
-    int t, m, i = 0;
-    lua_Integer line;
+    int t, i = 0;
+    size_t base = ld->sp;
 
     open_collection(L, ld, depth, "seq");
-    m = lua_gettop(L);
-    t = m - 1;
+    t = lua_gettop(L);
     lua_pushvalue(L, t);
-    lua_pushboolean(L, 1);
+    lua_pushinteger(L, -(lua_Integer)base - 1);
     lua_rawset(L, ld->seqs);
     while (next(L, ld)->type != YAML_SEQUENCE_END_EVENT) {
-        line = (lua_Integer)ld->event.start_mark.line + 1;
+        stk_push(L, ld, ld->event.start_mark.line + 1);
         load_node(L, ld, depth);
         lua_rawseti(L, t, ++i);
-        lua_pushinteger(L, line);
-        lua_rawseti(L, m, i);
     }
-    lua_pop(L, 1);
+    lua_pushvalue(L, t);
+    lua_pushinteger(L, close_record(L, ld, base));
+    lua_rawset(L, ld->seqs);
 }
 
 /* Is the key event the merge key: plain untagged "<<", or !!merge? */
@@ -551,16 +612,6 @@ static int is_line_key(lua_State *L, int idx)
            (n == 6 && memcmp(s, "__keys", 6) == 0);
 }
 
-/* Appends the key at the top of the stack to marks m's __keys list, which
- * keeps a mapping's keys in declaration order (Lua tables do not). */
-static void note_key(lua_State *L, int m)
-{
-    lua_getfield(L, m, "__keys");
-    lua_pushvalue(L, -2);
-    lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
-    lua_pop(L, 1);
-}
-
 /* Is the value at idx a table built from a mapping / a sequence? */
 static int is_collection(lua_State *L, struct loader *ld, int idx, int seq)
 {
@@ -575,44 +626,48 @@ static int is_collection(lua_State *L, struct loader *ld, int idx, int seq)
     return found == seq;
 }
 
-/* Copies into t (marks m) every key of mapping src that t lacks, and
- * remembers those keys in o so that a later explicit key may replace
- * them without being a duplicate (js-yaml's overridable keys). */
-static void merge_from(lua_State *L, struct loader *ld, int t, int m, int o,
-                       int src)
+/* Copies into t (keys list k, count *nkeys) every key of mapping src that
+ * t lacks, in src's order, with the line where src has it, and remembers
+ * those keys in o so that a later explicit key may replace them without
+ * being a duplicate (js-yaml's overridable keys). */
+static void merge_from(lua_State *L, struct loader *ld, int t, int k, int o,
+                       int src, int *nkeys)
 {
-    int sm, missing;
+    int sk, j, n, missing;
+    lua_Integer off;
 
     if (lua_isnil(L, o)) {
         lua_newtable(L);
         lua_replace(L, o);
     }
     lua_pushvalue(L, src);
-    lua_rawget(L, ld->marks);
-    sm = lua_gettop(L);
-    lua_pushnil(L);
-    while (lua_next(L, src)) {
-        /* key at -2, value at -1 */
-        lua_pushvalue(L, -2);
+    lua_rawget(L, ld->maps);
+    sk = lua_gettop(L);
+    if (!lua_istable(L, sk)) {          /* not one of this document's */
+        lua_pop(L, 1);
+        return;
+    }
+    lua_rawgeti(L, sk, 0);
+    off = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    n = (int)lua_objlen(L, sk);
+    for (j = 1; j <= n; j++) {
+        lua_rawgeti(L, sk, j);          /* key */
+        lua_pushvalue(L, -1);
         lua_rawget(L, t);
         missing = lua_isnil(L, -1);
         lua_pop(L, 1);
         if (missing) {
-            lua_pushvalue(L, -2);
-            lua_pushvalue(L, -2);
+            lua_pushvalue(L, -1);
+            lua_pushvalue(L, -1);
+            lua_rawget(L, src);
             lua_rawset(L, t);
-            lua_pushvalue(L, -2);
+            lua_pushvalue(L, -1);
             lua_pushboolean(L, 1);
             lua_rawset(L, o);
-            if (lua_istable(L, sm) && !is_line_key(L, -2)) {
-                lua_pushvalue(L, -2);
-                lua_pushvalue(L, -1);
-                lua_rawget(L, sm);
-                lua_rawset(L, m);
-            }
-            lua_pushvalue(L, -2);
-            note_key(L, m);
-            lua_pop(L, 1);
+            stk_push(L, ld, (size_t)record_line(ld, off, j));
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, k, ++*nkeys);
         }
         lua_pop(L, 1);
     }
@@ -620,13 +675,13 @@ static void merge_from(lua_State *L, struct loader *ld, int t, int m, int o,
 }
 
 /* Applies the "<<" value at the top of the stack to t, then pops it. */
-static void merge(lua_State *L, struct loader *ld, int t, int m, int o,
-                  yaml_mark_t mark)
+static void merge(lua_State *L, struct loader *ld, int t, int k, int o,
+                  yaml_mark_t mark, int *nkeys)
 {
     int v = lua_gettop(L), i;
 
     if (is_collection(L, ld, v, 0)) {
-        merge_from(L, ld, t, m, o, v);
+        merge_from(L, ld, t, k, o, v, nkeys);
     } else if (is_collection(L, ld, v, 1)) {
         /* Earlier mappings win: later ones only add missing keys. */
         for (i = 1;; i++) {
@@ -636,7 +691,7 @@ static void merge(lua_State *L, struct loader *ld, int t, int m, int o,
             if (!is_collection(L, ld, -1, 0))
                 fail(L, ld, mark, "merge key \"<<\" needs a mapping or a "
                      "sequence of mappings");
-            merge_from(L, ld, t, m, o, lua_gettop(L));
+            merge_from(L, ld, t, k, o, lua_gettop(L), nkeys);
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
@@ -649,25 +704,27 @@ static void merge(lua_State *L, struct loader *ld, int t, int m, int o,
 
 static void load_mapping(lua_State *L, struct loader *ld, int depth)
 {
-    int t, m, k, o, dup, existed, nkeys = 0;
+    int t, k, o, dup, existed, nkeys = 0, i, n;
+    size_t base = ld->sp;
     yaml_mark_t mark;
 
     open_collection(L, ld, depth, "map");
-    m = lua_gettop(L);
-    t = m - 1;
-    lua_newtable(L);            /* __keys, kept on the stack while filled */
-    lua_pushvalue(L, -1);
-    lua_setfield(L, m, "__keys");
-    k = m + 1;
+    t = lua_gettop(L);
+    lua_newtable(L);            /* K: the keys in order, kept on the stack */
+    k = t + 1;
+    lua_pushinteger(L, -(lua_Integer)base - 1);
+    lua_rawseti(L, k, 0);
+    lua_pushvalue(L, t);
+    lua_pushvalue(L, k);
+    lua_rawset(L, ld->maps);
     lua_pushnil(L);             /* overridable keys, made on first "<<" */
-    o = m + 2;
+    o = t + 2;
     while (next(L, ld)->type != YAML_MAPPING_END_EVENT) {
         mark = ld->event.start_mark;
         if (is_merge(&ld->event)) {
             next(L, ld);
             load_node(L, ld, depth);
-            merge(L, ld, t, m, o, mark);
-            nkeys = (int)lua_objlen(L, k); /* the merge may have added keys */
+            merge(L, ld, t, k, o, mark, &nkeys);
             continue;
         }
         push_key(L, ld);
@@ -690,20 +747,28 @@ static void load_mapping(lua_State *L, struct loader *ld, int depth)
             lua_pushnil(L);
             lua_rawset(L, o);
         }
-        if (!is_line_key(L, -1)) {
-            lua_pushvalue(L, -1);
-            lua_pushinteger(L, (lua_Integer)mark.line + 1);
-            lua_rawset(L, m);
-        }
         if (!existed) {
             lua_pushvalue(L, -1);
             lua_rawseti(L, k, ++nkeys);
+            stk_push(L, ld, mark.line + 1);
+        } else {
+            /* a merged key replaced: its line becomes this one's */
+            for (i = 1, n = nkeys; i <= n; i++) {
+                lua_rawgeti(L, k, i);
+                if (lua_rawequal(L, -1, -2)) {
+                    ld->stk[base + (size_t)i] = (int)(mark.line + 1);
+                    n = 0;
+                }
+                lua_pop(L, 1);
+            }
         }
         next(L, ld);
         load_node(L, ld, depth);
         lua_rawset(L, t);
     }
-    lua_pop(L, 3);
+    lua_pushinteger(L, close_record(L, ld, base));
+    lua_rawseti(L, k, 0);
+    lua_pop(L, 2);
 }
 
 /* Pushes the value of the node whose first event is current; on return
@@ -732,15 +797,107 @@ static void load_node(lua_State *L, struct loader *ld, int depth)
 /* ------------------------------------------------------------------ */
 /* Entry points                                                         */
 
-/* Pushes an empty table standing for an empty document, with marks. */
+/* Pushes an empty table standing for an empty document, with marks (a
+ * record with no items, as a sequence has: no key order to keep). */
 static void push_empty(lua_State *L, struct loader *ld, yaml_mark_t mark)
 {
+    size_t base = ld->sp;
+
     lua_newtable(L);
     lua_pushvalue(L, -1);
+    stk_push(L, ld, mark.line + 1);
+    lua_pushinteger(L, close_record(L, ld, base));
+    lua_rawset(L, ld->seqs);
+}
+
+/* ---- the marks table ---- */
+
+static int lines_gc(lua_State *L)
+{
+    struct lines *ls = lua_touserdata(L, 1);
+
+    free(ls->v);
+    ls->v = NULL;
+    ls->n = ls->cap = 0;
+    return 0;
+}
+
+/* Line number at offset off of the records (upvalue 1: the lines); the
+ * accessor config.lua uses with the index tables.  nil when out of range. */
+static int marks_line(lua_State *L)
+{
+    struct lines *ls = lua_touserdata(L, lua_upvalueindex(1));
+    lua_Integer off = luaL_checkinteger(L, 1);
+
+    if (off < 0 || (size_t)off >= ls->n)
+        return 0;
+    lua_pushinteger(L, ls->v[off]);
+    return 1;
+}
+
+/* marks[tbl] on first use (the metatable's __index; upvalues: lines, maps,
+ * seqs): builds the documented per-table marks, { __line, key = line...,
+ * __keys = keys in order } for a mapping, { __line, line of item i... }
+ * for a sequence, and keeps it in marks. */
+static int marks_index(lua_State *L)
+{
+    struct lines *ls = lua_touserdata(L, lua_upvalueindex(1));
+    lua_Integer off;
+    int i, n, seq;
+
+    lua_settop(L, 2);
+    lua_pushvalue(L, 2);
+    lua_rawget(L, lua_upvalueindex(2));     /* 3: K or nil */
+    seq = lua_isnil(L, 3);
+    if (seq) {
+        lua_pushvalue(L, 2);
+        lua_rawget(L, lua_upvalueindex(3));
+        if (!lua_isnumber(L, -1))
+            return 0;
+        off = lua_tointeger(L, -1);
+    } else {
+        lua_rawgeti(L, 3, 0);
+        off = lua_tointeger(L, -1);
+    }
+    lua_pop(L, 1);
+    if (off < 0 || (size_t)off + 2 > ls->n)
+        return 0;
+    n = ls->v[off + 1];
+    lua_createtable(L, seq ? n : 0, seq ? 1 : n + 2);   /* 4 */
+    lua_pushinteger(L, ls->v[off]);
+    lua_setfield(L, 4, "__line");
+    for (i = 1; i <= n; i++) {
+        if (seq) {
+            lua_pushinteger(L, ls->v[off + 1 + i]);
+            lua_rawseti(L, 4, i);
+            continue;
+        }
+        lua_rawgeti(L, 3, i);
+        if (is_line_key(L, -1)) {
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_pushinteger(L, ls->v[off + 1 + i]);
+        lua_rawset(L, 4);
+    }
+    if (!seq) {
+        lua_pushvalue(L, 3);
+        lua_setfield(L, 4, "__keys");
+    }
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 4);
+    lua_rawset(L, 1);
+    return 1;
+}
+
+/* Pushes a new weak-keyed table. */
+static void push_weak(lua_State *L)
+{
     lua_newtable(L);
-    lua_pushinteger(L, (lua_Integer)mark.line + 1);
-    lua_setfield(L, -2, "__line");
-    lua_rawset(L, ld->marks);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
 }
 
 /* lua_pcall'd with the loader as light userdata; returns doc, marks. */
@@ -748,18 +905,43 @@ static int build(lua_State *L)
 {
     struct loader *ld = lua_touserdata(L, 1);
     yaml_mark_t mark;
+    int lines, mt;
 
     lua_settop(L, 1);
     lua_newtable(L);
     ld->anchors = lua_gettop(L);
-    lua_newtable(L);
+    push_weak(L);
     ld->seqs = lua_gettop(L);
-    lua_newtable(L);
+    push_weak(L);
+    ld->maps = lua_gettop(L);
+    ld->lines = lua_newuserdata(L, sizeof *ld->lines);
+    memset(ld->lines, 0, sizeof *ld->lines);
+    lines = lua_gettop(L);
     lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
+    lua_pushcfunction(L, lines_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, lines);
+    /* marks: weak-keyed, filled on demand by marks_index; its metatable
+     * also carries the compact form (maps, seqs, line) for config.lua */
+    lua_newtable(L);
     ld->marks = lua_gettop(L);
+    lua_createtable(L, 0, 6);
+    mt = lua_gettop(L);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, mt, "__mode");
+    lua_pushvalue(L, lines);
+    lua_pushvalue(L, ld->maps);
+    lua_pushvalue(L, ld->seqs);
+    lua_pushcclosure(L, marks_index, 3);
+    lua_setfield(L, mt, "__index");
+    lua_pushvalue(L, lines);
+    lua_pushcclosure(L, marks_line, 1);
+    lua_setfield(L, mt, "line");
+    lua_pushvalue(L, ld->maps);
+    lua_setfield(L, mt, "maps");
+    lua_pushvalue(L, ld->seqs);
+    lua_setfield(L, mt, "seqs");
+    lua_setmetatable(L, ld->marks);
 
     expect(L, ld, YAML_STREAM_START_EVENT);
     if (next(L, ld)->type == YAML_STREAM_END_EVENT) {
@@ -794,6 +976,8 @@ static int run(lua_State *L, struct loader *ld)
 {
     int status = lua_pcall(L, 1, 2, 0);
 
+    free(ld->stk);
+    ld->stk = NULL;
     if (ld->has_event) {
         yaml_event_delete(&ld->event);
         ld->has_event = 0;

@@ -38,7 +38,18 @@
  *                      literally named "__line" is not recorded
  *   marks[tbl][i]      line of item i (sequences)
  *   marks[tbl].__keys  a mapping's keys in declaration order (merged keys
- *                      after its own), since Lua tables forget the order
+ *                      after its own, in their source's order), since Lua
+ *                      tables forget the order
+ * These per-table marks are built on first use: the loader keeps the
+ * lines compactly (one array of line numbers for the document, one index
+ * entry per table), and the marks table's metatable carries that form for
+ * callers that look up many tables (config.lua):
+ *   maps[tbl]   a mapping's keys in order (the same list as __keys), whose
+ *               [0] is the offset of the table's record
+ *   seqs[tbl]   a sequence's record offset (also the empty document's)
+ *   line(off)   the number at offset off of the records
+ * A record is: start line, item count n, then the line of each item (a
+ * mapping's keys in the order of maps[tbl], or a sequence's items).
  *
  * Errors are returned, never raised (except for bad argument types):
  *   nil, "<name>:<line>:<column>: <problem>"   syntax and loader errors

@@ -85,12 +85,52 @@ end
 local Ctx = {}
 Ctx.__index = Ctx
 
+-- marks: the YAML loader's (its metatable carries the compact form: maps[tbl]
+-- = keys in order with K[0] the offset of the table's line record, seqs[tbl] =
+-- a sequence's record offset, line(offset); records are { start line, n, line
+-- of item 1..n }), or any table of per-table marks ({ __line, key = line,
+-- __keys }) such as a Lua config's empty one.
+function Ctx:set_marks(marks)
+    self.marks = marks or {}
+    local mt = getmetatable(self.marks)
+    if type(mt) == "table" and mt.maps and mt.seqs and mt.line then
+        self.maps, self.seqs, self.lineat = mt.maps, mt.seqs, mt.line
+    else
+        self.maps, self.seqs, self.lineat = nil, nil, nil
+    end
+end
+
 local function new_ctx(file, marks)
-    return setmetatable({ file = file, marks = marks or {}, warnings = {} }, Ctx)
+    local ctx = setmetatable({ file = file, warnings = {} }, Ctx)
+    ctx:set_marks(marks)
+    return ctx
 end
 
 function Ctx:line(tbl, key)
-    local m = tbl and self.marks[tbl]
+    if tbl == nil then return nil end
+    local maps = self.maps
+    if maps then
+        local ks = maps[tbl]
+        if ks then
+            local off = ks[0]
+            -- a key named __line or __keys is not a line mark (as in marks[tbl])
+            if key ~= nil and key ~= "__line" and key ~= "__keys" then
+                for i = 1, #ks do
+                    if ks[i] == key then return self.lineat(off + 1 + i) end
+                end
+            end
+            return self.lineat(off)
+        end
+        local off = self.seqs[tbl]
+        if off then
+            if type(key) == "number" and key >= 1 and key % 1 == 0 and
+                key <= self.lineat(off + 1) then
+                return self.lineat(off + 1 + key)
+            end
+            return self.lineat(off)
+        end
+    end
+    local m = self.marks[tbl]
     if not m then return nil end
     -- a key may be named __line or __keys too: only a number is a line
     local l = key ~= nil and m[key]
@@ -110,6 +150,7 @@ end
 
 -- Was this table a YAML sequence (an empty one looks like an empty mapping)?
 function Ctx:is_seq(tbl)
+    if self.seqs then return self.seqs[tbl] ~= nil end
     local m = self.marks[tbl]
     return m ~= nil and m.__keys == nil
 end
@@ -117,11 +158,15 @@ end
 -- Keys of a mapping in declaration order (YAML keeps it in marks; a Lua
 -- table has none, so its keys are sorted).
 function Ctx:keys(tbl)
-    local m = self.marks[tbl]
-    if m and m.__keys then return m.__keys end
+    local ks = self.maps and self.maps[tbl]
+    if ks then return ks end
+    if not self.maps then
+        local m = self.marks[tbl]
+        if m and m.__keys then return m.__keys end
+    end
     local mt = getmetatable(tbl)
     if mt and mt.__keys then return mt.__keys end
-    local ks = {}
+    ks = {}
     for k in pairs(tbl) do ks[#ks + 1] = k end
     sort(ks, function(a, b) return tostring(a) < tostring(b) end)
     return ks
@@ -611,7 +656,7 @@ function _M.load(path)
     local ctx = new_ctx(path)
     local doc, marks = load_yaml(path, function(msg) ctx:warn(msg) end)
     if doc == nil then return nil, marks end
-    ctx.marks = marks
+    ctx:set_marks(marks)
     local files = { path }
 
     -- system.config.yml beside it: parsed so its errors show; tollgate uses
