@@ -47,6 +47,22 @@ local msgbuf = ffi.new("unsigned char[256]")
 -- keeps freed JIT memory cached, and nothing is matched there)
 _M.jit = true
 
+-- A pattern is JIT-compiled when it is first used, not when the config
+-- loads: a reload compiles hundreds of patterns (pathMatch conditions, path
+-- parameters) of which a request uses a few, and JIT compiling is most of a
+-- pattern's cost. Until then the object has no `code` field; reading it
+-- (test, exec, or a caller's own pcre2_match) compiles, sets it, and gives
+-- the object the plain metatable, so later uses cost nothing extra.
+local Lazy = {}
+Lazy.__index = function(self, k)
+    if k ~= "code" then return Regex[k] end
+    local code = rawget(self, "pcode")
+    lib.pcre2_jit_compile_8(code, PCRE2_JIT_COMPLETE)
+    self.code = code
+    setmetatable(self, Regex)
+    return code
+end
+
 function _M.compile(pattern, flags)
     local opts = 0
     if flags and flags:find("i", 1, true) then opts = opts + PCRE2_CASELESS end
@@ -58,12 +74,12 @@ function _M.compile(pattern, flags)
             " at offset " .. tonumber(erroff[0])
     end
     code = ffi.gc(code, lib.pcre2_code_free_8)
-    if _M.jit then -- else the interpreter (a check-only load never matches)
-        lib.pcre2_jit_compile_8(code, PCRE2_JIT_COMPLETE)
-    end
     local md = ffi.gc(lib.pcre2_match_data_create_from_pattern_8(code, nil),
         lib.pcre2_match_data_free_8)
-    return setmetatable({ code = code, md = md, source = pattern }, Regex)
+    if not _M.jit then -- the interpreter (a check-only load never matches)
+        return setmetatable({ code = code, md = md, source = pattern }, Regex)
+    end
+    return setmetatable({ pcode = code, md = md, source = pattern }, Lazy)
 end
 
 -- True when the pattern matches anywhere in s (JavaScript's RegExp.test).
