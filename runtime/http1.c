@@ -20,6 +20,10 @@
  */
 #include "http1_int.h"
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #define MAX_HEADERS 256
 
 /* Set by callbacks during one parse call, read right after it. */
@@ -48,7 +52,8 @@ static const uint8_t TOKEN[256] = {
 };
 
 /* Field values: visible characters, obs-text, space and tab; no other
- * control characters (NUL, DEL...). */
+ * control characters (NUL, DEL...). Trailer fields only: a head's values
+ * are covered by tg_http1_clean_head. */
 int tg_http1_valid_value(const char *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -67,20 +72,91 @@ int tg_http1_valid_name(const char *p, size_t n)
     return 1;
 }
 
-/* Is the head p[0, n) made of CRLF-terminated lines, ending with an empty
- * one? Every LF follows a CR, and there are as many CRs as LFs, so every
- * CR is followed by an LF. */
-int tg_http1_crlf_head(const char *p, size_t n)
+/* Does the token p[0, n) equal lower (lower-case letters and '-')? For a
+ * token, setting bit 0x20 lower-cases a letter and changes nothing that
+ * could turn into a letter or '-'. */
+static inline int token_is(const char *p, const char *lower, size_t n)
 {
-    const char *end = p + n;
-    size_t ncr = 0, nlf = 0;
-
-    for (const char *q = p; (q = memchr(q, '\n', (size_t) (end - q))) != NULL; q++, nlf++)
-        if (q == p || q[-1] != '\r')
+    for (size_t i = 0; i < n; i++)
+        if (((unsigned char) p[i] | 0x20) != (unsigned char) lower[i])
             return 0;
-    for (const char *q = p; (q = memchr(q, '\r', (size_t) (end - q))) != NULL; q++)
-        ncr++;
-    return ncr == nlf && n >= 4 && memcmp(end - 4, "\r\n\r\n", 4) == 0;
+    return 1;
+}
+
+int tg_http1_name_kind(const char *n, size_t len)
+{
+    if (len == 0 || !tg_http1_valid_name(n, len))
+        return -1;
+#define IS(lit) token_is(n, lit, sizeof(lit) - 1)
+    switch (len) {
+    case 2: return IS("te") ? TG_HK_TE : TG_HK_OTHER;
+    case 4: return IS("host") ? TG_HK_HOST : IS("date") ? TG_HK_DATE : TG_HK_OTHER;
+    case 6: return IS("expect") ? TG_HK_EXPECT : TG_HK_OTHER;
+    case 7: return IS("upgrade") ? TG_HK_UPGRADE : IS("trailer") ? TG_HK_TRAILER : TG_HK_OTHER;
+    case 10:
+        return IS("connection") ? TG_HK_CONNECTION
+               : IS("keep-alive") ? TG_HK_KEEP_ALIVE : TG_HK_OTHER;
+    case 13: return IS("eg-request-id") ? TG_HK_REQUEST_ID : TG_HK_OTHER;
+    case 14: return IS("content-length") ? TG_HK_CONTENT_LENGTH : TG_HK_OTHER;
+    case 15: return IS("x-forwarded-for") ? TG_HK_XFF : TG_HK_OTHER;
+    case 16:
+        return IS("proxy-connection") ? TG_HK_PROXY_CONNECTION
+               : IS("x-forwarded-host") ? TG_HK_XF_HOST
+               : IS("x-forwarded-port") ? TG_HK_XF_PORT : TG_HK_OTHER;
+    case 17:
+        return IS("transfer-encoding") ? TG_HK_TRANSFER_ENCODING
+               : IS("x-forwarded-proto") ? TG_HK_XF_PROTO : TG_HK_OTHER;
+    default: return TG_HK_OTHER;
+    }
+#undef IS
+}
+
+/* Is the head p[0, n) made of CRLF-terminated lines, ending with an empty
+ * one, with no control character but HTAB in any line? Every LF must
+ * follow a CR and every CR be followed by an LF. Sixteen bytes at a time
+ * where SSE2 is there (x86-64 always): most blocks hold no control byte
+ * at all, and in the others the LFs must be exactly the CRs moved one
+ * place on. */
+int tg_http1_clean_head(const char *p, size_t n)
+{
+    unsigned cr_before = 0; /* the byte before p[i] is a CR */
+    size_t i = 0;
+
+    if (n < 4 || memcmp(p + n - 4, "\r\n\r\n", 4) != 0)
+        return 0;
+#ifdef __SSE2__
+    const __m128i us = _mm_set1_epi8(0x1f), del = _mm_set1_epi8(0x7f);
+    const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n'), tab = _mm_set1_epi8('\t');
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *) (const void *) (p + i));
+        __m128i ctl = _mm_or_si128(_mm_cmpeq_epi8(_mm_max_epu8(v, us), us), _mm_cmpeq_epi8(v, del));
+        unsigned m = (unsigned) _mm_movemask_epi8(ctl);
+        if (m == 0) {
+            if (cr_before)
+                return 0;
+            continue;
+        }
+        unsigned mcr = (unsigned) _mm_movemask_epi8(_mm_cmpeq_epi8(v, cr));
+        unsigned mlf = (unsigned) _mm_movemask_epi8(_mm_cmpeq_epi8(v, lf));
+        unsigned mtab = (unsigned) _mm_movemask_epi8(_mm_cmpeq_epi8(v, tab));
+        if ((m & ~(mcr | mlf | mtab)) || mlf != (((mcr << 1) | cr_before) & 0xffff))
+            return 0;
+        cr_before = mcr >> 15;
+    }
+#endif
+    for (; i < n; i++) {
+        unsigned char ch = (unsigned char) p[i];
+        if (cr_before) {
+            if (ch != '\n')
+                return 0;
+            cr_before = 0;
+        } else if (ch == '\r') {
+            cr_before = 1;
+        } else if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+            return 0; /* LF without CR included */
+        }
+    }
+    return 1;
 }
 
 /* Checks framing bytes p[0, n) of a chunked body, from state *st: lines
@@ -167,6 +243,7 @@ int tg_http1_header_piece(tg_arena_t *a, tg_headers_t *hs, uint8_t *state, const
             h->name = off;
             h->name_len = 0;
             h->value = h->value_len = 0;
+            h->kind = TG_HK_OTHER;
             *state = H_FIELD;
         } else if (off != h->name + h->name_len) {
             goto fold;
@@ -208,6 +285,14 @@ const tg_header_t *tg_http1_find(const tg_headers_t *hs, const char *base, const
 {
     for (uint32_t i = 0; i < hs->n; i++)
         if (tg_str_ieq(base + hs->items[i].name, hs->items[i].name_len, lname, len))
+            return &hs->items[i];
+    return NULL;
+}
+
+const tg_header_t *tg_http1_find_kind(const tg_headers_t *hs, int kind)
+{
+    for (uint32_t i = 0; i < hs->n; i++)
+        if (hs->items[i].kind == kind)
             return &hs->items[i];
     return NULL;
 }

@@ -34,10 +34,14 @@ extern const char *tg_http1_unchecked;
 /* What field names (RFC 9110 tokens) and values may hold. */
 int tg_http1_valid_name(const char *p, size_t n);
 int tg_http1_valid_value(const char *p, size_t n);
+/* A head's field name: -1 when it is not a token, else its enum tg_hkind. */
+int tg_http1_name_kind(const char *n, size_t len);
 
-/* Line ends: a whole head is CRLF lines; a chunked body's framing, checked
- * in on_body (body_framing) and after each parse call (rest_framing). */
-int tg_http1_crlf_head(const char *p, size_t n);
+/* A whole head (client request, or upstream response with any 1xx heads
+ * before it) is CRLF lines holding no control character but HTAB: this
+ * covers every field value. A chunked body's framing is checked in on_body
+ * (body_framing) and after each parse call (rest_framing). */
+int tg_http1_clean_head(const char *p, size_t n);
 int tg_http1_body_framing(uint8_t *st, const char *at, size_t len, uint64_t left);
 int tg_http1_rest_framing(uint8_t *st, const char *end);
 
@@ -50,5 +54,7 @@ void tg_http1_trim_values(tg_headers_t *hs, const char *base);
 /* The first header named lname (lower case), or NULL. */
 const tg_header_t *tg_http1_find(const tg_headers_t *hs, const char *base, const char *lname,
                                  size_t len);
+/* The first header of that kind (set by the head checks), or NULL. */
+const tg_header_t *tg_http1_find_kind(const tg_headers_t *hs, int kind);
 
 #endif

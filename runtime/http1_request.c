@@ -289,8 +289,8 @@ static int head_complete(tg_conn_t *c)
     struct http_parser_url u;
     int nhost = 0, nte = 0;
 
-    if (!tg_http1_crlf_head(base, r->head_len)) {
-        tg_http1_error_text = "a line of the head does not end with CRLF";
+    if (!tg_http1_clean_head(base, r->head_len)) {
+        tg_http1_error_text = "a line of the head does not end with CRLF, or holds a control character";
         return 400;
     }
     if (r->http_major != 1) {
@@ -300,26 +300,24 @@ static int head_complete(tg_conn_t *c)
     tg_http1_trim_values(&r->headers, base);
     r->host = -1;
     for (uint32_t i = 0; i < r->headers.n; i++) {
-        const tg_header_t *h = &r->headers.items[i];
-        const char *name = base + h->name;
-        if (!tg_http1_valid_name(name, h->name_len)) {
+        tg_header_t *h = &r->headers.items[i];
+        int kind = tg_http1_name_kind(base + h->name, h->name_len);
+        if (kind < 0) {
             /* Also catches "Content-Length : 5": whitespace before the
              * colon (RFC 9112 5.1) */
-            tg_http1_error_text = "invalid character in a header name";
+            tg_http1_error_text = h->name_len ? "invalid character in a header name"
+                                              : "invalid header";
             return 400;
         }
-        if (h->name_len == 0 || !tg_http1_valid_value(base + h->value, h->value_len)) {
-            tg_http1_error_text = "invalid header";
-            return 400;
-        }
-        if (tg_str_ieq(name, h->name_len, "host", 4)) {
+        h->kind = (uint8_t) kind;
+        if (kind == TG_HK_HOST) {
             if (nhost++ == 0)
                 r->host = (int) i;
             if (!valid_host(base + h->value, h->value_len)) {
                 tg_http1_error_text = "invalid Host header";
                 return 400;
             }
-        } else if (tg_str_ieq(name, h->name_len, "transfer-encoding", 17)) {
+        } else if (kind == TG_HK_TRANSFER_ENCODING) {
             /* Only "chunked", once: any other coding would reach the
              * upstream decoded but still labelled (RFC 9112 6.1). */
             if (++nte > 1 || count_chunked(base + h->value, h->value_len) > 1) {
@@ -347,7 +345,7 @@ static int head_complete(tg_conn_t *c)
     if (c->parser.upgrade && r->method == HTTP_GET) {
         /* A WebSocket upgrade (other protocols, such as h2c, are ignored:
          * the request is served as plain HTTP/1.1). */
-        const tg_header_t *up = tg_http1_find(&r->headers, base, "upgrade", 7);
+        const tg_header_t *up = tg_http1_find_kind(&r->headers, TG_HK_UPGRADE);
         r->upgrade = up && memmem(base + up->value, up->value_len, "ebsocket", 8) &&
                      r->http_major == 1 && r->http_minor >= 1;
     }

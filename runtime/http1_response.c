@@ -41,12 +41,14 @@ static int resp_on_headers_complete(http_parser *p)
         return 1;
     }
     /* As a request's (head_complete): names are tokens ("X-A : b" is not,
-     * RFC 9112 5.1), values hold no control characters. */
+     * RFC 9112 5.1); values are checked with the whole head
+     * (tg_http1_clean_head, in tg_http1_parse_response). */
     for (uint32_t i = 0; i < px->headers.n; i++) {
-        const tg_header_t *h = &px->headers.items[i];
-        if (h->name_len == 0 || !tg_http1_valid_name(base + h->name, h->name_len) ||
-            !tg_http1_valid_value(base + h->value, h->value_len))
+        tg_header_t *h = &px->headers.items[i];
+        int kind = tg_http1_name_kind(base + h->name, h->name_len);
+        if (kind < 0)
             return -1;
+        h->kind = (uint8_t) kind;
     }
     tg_http1_trim_values(&px->headers, base);
     r->status = p->status_code;
@@ -128,7 +130,7 @@ int tg_http1_parse_response(tg_req_t *r)
                 return TG_ERROR;
             px->head_len = (uint32_t) b->pos;
             /* the head, 1xx ones before it included */
-            if (!tg_http1_crlf_head(b->data, px->head_len))
+            if (!tg_http1_clean_head(b->data, px->head_len))
                 return TG_ERROR;
         }
         return TG_OK;

@@ -46,22 +46,6 @@ static void put_u64(tg_buf_t *b, uint64_t v)
 
 /* ---- header name classes ----------------------------------------------- */
 
-/* Hop-by-hop headers (RFC 9110 7.6.1) and the framing headers the gateway
- * writes itself; never forwarded in either direction. */
-static int is_hop(const char *n, size_t len)
-{
-    switch (len) {
-    case 2: return tg_str_ieq(n, len, "te", 2);
-    case 6: return tg_str_ieq(n, len, "expect", 6);
-    case 7: return tg_str_ieq(n, len, "upgrade", 7) || tg_str_ieq(n, len, "trailer", 7);
-    case 10: return tg_str_ieq(n, len, "connection", 10) || tg_str_ieq(n, len, "keep-alive", 10);
-    case 14: return tg_str_ieq(n, len, "content-length", 14);
-    case 16: return tg_str_ieq(n, len, "proxy-connection", 16);
-    case 17: return tg_str_ieq(n, len, "transfer-encoding", 17);
-    default: return 0;
-    }
-}
-
 /* Is name listed as a token of the Connection header value v? */
 static int in_connection(const char *v, size_t vl, const char *n, size_t nl)
 {
@@ -126,28 +110,47 @@ void tg_http1_body(tg_buf_t *out, const char *p, size_t n, int chunked)
     PUT_LIT(out, "\r\n");
 }
 
-/* Copies headers except hop-by-hop ones, those named in Connection, those
- * edits replace, and any the caller writes itself (skip, lower-case). */
-static void put_forwarded(tg_buf_t *out, const tg_headers_t *hs, const char *base,
-                          const tg_hedits_t *edits, const char *const *skip, int nskip)
+/* Does the Connection value v name anything but keep-alive (a hop-by-hop
+ * header anyway)? Then headers must be checked against it. */
+static int connection_names_more(const char *v, size_t vl)
 {
-    const tg_header_t *conn = tg_http1_find(hs, base, "connection", 10);
+    size_t i = 0;
+    while (i < vl) {
+        while (i < vl && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t s = i;
+        while (i < vl && v[i] != ',' && v[i] != ' ' && v[i] != '\t')
+            i++;
+        if (i > s && !(i - s == 10 && strncasecmp(v + s, "keep-alive", 10) == 0))
+            return 1;
+    }
+    return 0;
+}
 
+/* Copies headers except hop-by-hop ones (RFC 9110 7.6.1) and the framing
+ * headers the gateway writes itself, those named in Connection, those edits
+ * replace, and the kinds in skip (TG_HK_BIT of each), which the caller
+ * writes itself. */
+static void put_forwarded(tg_buf_t *out, const tg_headers_t *hs, const char *base,
+                          const tg_hedits_t *edits, uint32_t skip)
+{
+    const tg_header_t *conn = tg_http1_find_kind(hs, TG_HK_CONNECTION);
+    int check_conn = conn && connection_names_more(base + conn->value, conn->value_len);
+
+    skip |= TG_HK_HOP_BITS;
     for (uint32_t i = 0; i < hs->n; i++) {
         const tg_header_t *h = &hs->items[i];
         const char *n = base + h->name;
-        int drop = is_hop(n, h->name_len) || edited(edits, n, h->name_len);
-        for (int k = 0; !drop && k < nskip; k++)
-            drop = tg_str_ieq(n, h->name_len, skip[k], strlen(skip[k]));
-        if (!drop && conn)
-            drop = in_connection(base + conn->value, conn->value_len, n, h->name_len);
-        if (!drop)
-            put_header(out, n, h->name_len, base + h->value, h->value_len);
+        if ((TG_HK_BIT(h->kind) & skip) || (edits->n && edited(edits, n, h->name_len)) ||
+            (check_conn && in_connection(base + conn->value, conn->value_len, n, h->name_len)))
+            continue;
+        put_header(out, n, h->name_len, base + h->value, h->value_len);
     }
 }
 
 static const char *const XFWD[] = { "x-forwarded-for", "x-forwarded-port",
                                     "x-forwarded-proto" };
+static const uint8_t XFWD_KIND[] = { TG_HK_XFF, TG_HK_XF_PORT, TG_HK_XF_PROTO };
 
 /* X-Forwarded-*, as http-proxy's xfwd writes them: For, Port and Proto
  * append ",value" to what the client sent; Host keeps the client's value or
@@ -181,7 +184,7 @@ static void put_xfwd(tg_buf_t *out, tg_req_t *r, const char *base)
         size_t nl = strlen(name);
         if (edits_have(&r->edits, name, nl))
             continue;
-        const tg_header_t *h = tg_http1_find(&r->headers, base, name, nl);
+        const tg_header_t *h = tg_http1_find_kind(&r->headers, XFWD_KIND[k]);
         tg_buf_reserve(out, nl + lens[k] + (h ? h->value_len : 0) + 8);
         put(out, name, nl);
         PUT_LIT(out, ": ");
@@ -193,7 +196,7 @@ static void put_xfwd(tg_buf_t *out, tg_req_t *r, const char *base)
         PUT_LIT(out, "\r\n");
     }
     if (!edits_have(&r->edits, "x-forwarded-host", 16)) {
-        const tg_header_t *h = tg_http1_find(&r->headers, base, "x-forwarded-host", 16);
+        const tg_header_t *h = tg_http1_find_kind(&r->headers, TG_HK_XF_HOST);
         if (h)
             put_header(out, "x-forwarded-host", 16, base + h->value, h->value_len);
         else
@@ -206,10 +209,7 @@ void tg_http1_request_head(tg_req_t *r, tg_buf_t *out)
     tg_conn_t *c = r->conn;
     const char *base = c->rbuf.data;
     tg_proxy_t *px = &r->proxy;
-    static const char *const skip_plain[] = { "host", REQUEST_ID_HEADER };
-    static const char *const skip_xfwd[] = { "host", REQUEST_ID_HEADER, "x-forwarded-for",
-                                             "x-forwarded-proto", "x-forwarded-host",
-                                             "x-forwarded-port" };
+    uint32_t skip = TG_HK_BIT(TG_HK_HOST) | TG_HK_BIT(TG_HK_REQUEST_ID);
     size_t mlen;
     const char *m = tg_req_method_name(r, &mlen);
 
@@ -225,9 +225,9 @@ void tg_http1_request_head(tg_req_t *r, tg_buf_t *out)
     tg_buf_append(out, " HTTP/1.1\r\n", 11);
 
     if (px->flags & TG_PROXY_XFWD)
-        put_forwarded(out, &r->headers, base, &r->edits, skip_xfwd, tg_nelem(skip_xfwd));
-    else
-        put_forwarded(out, &r->headers, base, &r->edits, skip_plain, tg_nelem(skip_plain));
+        skip |= TG_HK_BIT(TG_HK_XFF) | TG_HK_BIT(TG_HK_XF_PROTO) | TG_HK_BIT(TG_HK_XF_HOST) |
+                TG_HK_BIT(TG_HK_XF_PORT);
+    put_forwarded(out, &r->headers, base, &r->edits, skip);
     put_edits(out, &r->edits);
 
     if (!edits_have(&r->edits, "host", 4)) {
@@ -241,7 +241,7 @@ void tg_http1_request_head(tg_req_t *r, tg_buf_t *out)
     if (px->flags & TG_PROXY_XFWD)
         put_xfwd(out, r, base);
     if (r->upgrade && (px->flags & TG_PROXY_WS)) {
-        const tg_header_t *u = tg_http1_find(&r->headers, base, "upgrade", 7);
+        const tg_header_t *u = tg_http1_find_kind(&r->headers, TG_HK_UPGRADE);
         tg_buf_append_str(out, "Connection: upgrade\r\n");
         put_header(out, "Upgrade", 7, base + u->value, u->value_len);
     }
@@ -282,8 +282,8 @@ void tg_http1_response_head(tg_req_t *r, tg_buf_t *out)
     tg_buf_append(out, "\r\n", 2);
 
     if (!r->local) {
-        put_forwarded(out, &px->headers, px->rbuf.data, &r->resp_edits, NULL, 0);
-        has_date = tg_http1_find(&px->headers, px->rbuf.data, "date", 4) != NULL;
+        put_forwarded(out, &px->headers, px->rbuf.data, &r->resp_edits, 0);
+        has_date = tg_http1_find_kind(&px->headers, TG_HK_DATE) != NULL;
     }
     put_edits(out, &r->resp_edits);
     has_date = has_date || edits_have(&r->resp_edits, "date", 4);
@@ -304,13 +304,13 @@ void tg_http1_response_head(tg_req_t *r, tg_buf_t *out)
             tg_buf_append(out, "\r\n", 2);
         }
     } else if (px->upgraded) {
-        const tg_header_t *u = tg_http1_find(&px->headers, px->rbuf.data, "upgrade", 7);
+        const tg_header_t *u = tg_http1_find_kind(&px->headers, TG_HK_UPGRADE);
         tg_buf_append_str(out, "Connection: upgrade\r\n");
         if (u)
             put_header(out, "Upgrade", 7, px->rbuf.data + u->value, u->value_len);
         has_date = 1;
     } else if (px->skip_body) {
-        const tg_header_t *cl = tg_http1_find(&px->headers, px->rbuf.data, "content-length", 14);
+        const tg_header_t *cl = tg_http1_find_kind(&px->headers, TG_HK_CONTENT_LENGTH);
         if (cl && r->head_request)
             put_header(out, "Content-Length", 14, px->rbuf.data + cl->value, cl->value_len);
     } else if (px->resp_length != UINT64_MAX) {

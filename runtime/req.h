@@ -25,10 +25,26 @@ typedef struct tg_req tg_req_t;
 typedef struct tg_peer tg_peer_t;
 typedef struct tg_upconn tg_upconn_t;
 
+/* The header names the runtime itself acts on, recognised once when a head
+ * is parsed (tg_header_t.kind), so writing and checking a head never
+ * compares names again. TG_HK_TE .. TG_HK_TRANSFER_ENCODING are the
+ * hop-by-hop and framing headers that are never forwarded. */
+enum tg_hkind {
+    TG_HK_OTHER = 0,
+    TG_HK_TE, TG_HK_EXPECT, TG_HK_UPGRADE, TG_HK_TRAILER, TG_HK_CONNECTION,
+    TG_HK_KEEP_ALIVE, TG_HK_CONTENT_LENGTH, TG_HK_PROXY_CONNECTION,
+    TG_HK_TRANSFER_ENCODING,
+    TG_HK_HOST, TG_HK_DATE, TG_HK_REQUEST_ID, TG_HK_XFF, TG_HK_XF_PORT, TG_HK_XF_PROTO,
+    TG_HK_XF_HOST,
+};
+#define TG_HK_BIT(k) (1u << (k))
+#define TG_HK_HOP_BITS (((TG_HK_BIT(TG_HK_TRANSFER_ENCODING) << 1) - 1) & ~1u)
+
 /* A header as offsets into the buffer holding the head it came from. */
 typedef struct tg_header {
     uint32_t name, name_len;
     uint32_t value, value_len;
+    uint8_t kind; /* enum tg_hkind, set when the whole head is in */
 } tg_header_t;
 
 typedef struct tg_headers {
