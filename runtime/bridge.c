@@ -443,13 +443,28 @@ static void release_slot(tg_req_t *r, int drop)
     r->gen = NULL;
 }
 
+/* The request (or timer run) whose coroutine is running, for
+ * tg_lua_current. */
+static tg_req_t *running;
+
+/* Lua takes its request from here rather than from the resume's arguments:
+ * a light userdata cannot be cast to a pointer in compiled code, and the
+ * trace of the request loop would abort on every request. */
+TG_EXPORT tg_req_t *tg_lua_current(void)
+{
+    return running;
+}
+
 static void resume(tg_req_t *r, int nargs)
 {
     lua_State *co = r->gen->slots[r->co].co;
+    tg_req_t *outer = running;
     int code;
 
     r->lua = TG_LUA_RUNNING;
+    running = r;
     int rc = lua_resume(co, nargs);
+    running = outer;
     if (rc == LUA_YIELD) {
         code = (int) lua_tointeger(co, -1);
         lua_settop(co, 0);
@@ -473,18 +488,15 @@ void tg_lua_start(tg_req_t *r)
 {
     r->gen = current;
     r->co = take_slot(current);
-    lua_pushlightuserdata(current->slots[r->co].co, r);
-    resume(r, 1);
+    resume(r, 0);
 }
 
 void tg_lua_start_task(tg_req_t *r, tg_gen_t *gen, int id)
 {
     r->gen = gen;
     r->co = take_slot(gen);
-    lua_State *co = gen->slots[r->co].co;
-    lua_pushlightuserdata(co, r);
-    lua_pushinteger(co, id);
-    resume(r, 2);
+    lua_pushinteger(gen->slots[r->co].co, id);
+    resume(r, 1);
 }
 
 void tg_lua_resume(tg_req_t *r, int arg)

@@ -9,6 +9,7 @@ ffi.cdef [[
 typedef struct tg_req tg_req_t;
 typedef struct tg_peer tg_peer_t;
 
+tg_req_t *tg_lua_current(void);
 int tg_req_method(tg_req_t *r);
 const char *tg_req_method_name(tg_req_t *r, size_t *len);
 const char *tg_req_target(tg_req_t *r, size_t *len);
@@ -201,12 +202,16 @@ else
     end
 end
 
--- The request (or timer run) each running coroutine serves, so that Lua
--- code can make calls without passing it around (tollgate.http, timers).
+-- The request (or timer run) the running coroutine serves, so that Lua
+-- code can make calls without passing it around (tollgate.http, timers):
+-- the one C resumed (tg_lua_current), or for coroutines the test kit
+-- drives, the one it set in contexts.
 _M.contexts = setmetatable({}, { __mode = "k" })
 
 function _M.context()
-    return _M.contexts[coroutine.running()]
+    local r = _M.contexts[coroutine.running()]
+    if r == nil and _M.in_gateway then r = _M.C.tg_lua_current() end
+    return r
 end
 
 -- The time (Unix seconds) policies use; the test kit can replace it.

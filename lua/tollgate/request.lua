@@ -160,8 +160,13 @@ local Request_mt = {
     end,
 }
 
-function _M.new(r, method, path, host)
-    return setmetatable({ _r = r, method = method, path = path, host = host }, Request_mt)
+-- Every field the runtime and the stock policies set is in the constructor,
+-- even when nil: the table is then made with room for all of them, instead
+-- of growing (a rehash) as they are set during the request.
+function _M.new(r, method, path, host, params, endpoint, pipeline)
+    return setmetatable({ _r = r, method = method, path = path, host = host, params = params,
+        endpoint = endpoint, pipeline = pipeline, responded = nil, sent = nil, user = nil,
+        url = nil, query = nil }, Request_mt)
 end
 
 function Request:header(name) return get_header(self._r, REQUEST, name) end

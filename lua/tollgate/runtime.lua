@@ -89,15 +89,12 @@ local function handle(gen, r)
     while route do
         local ep = route.endpoint
         local pipe = ep.pipeline
-        local req = request.new(r, method, path, host)
+        local req = request.new(r, method, path, host, params, ep, pipe and pipe.name)
         if not pipe then
             -- an endpoint no pipeline serves: Express's res.sendStatus(404)
             req:respond(404, "Not Found")
             return req
         end
-        req.params = params
-        req.endpoint = ep
-        req.pipeline = pipe.name
         C.tg_req_set_route(r, pipe.name, #pipe.name)
         if pipeline.run(pipe, req) then return req end
         -- nothing answered: Express tries the next matching route
@@ -120,19 +117,15 @@ local function on_error(err)
     return (debug.traceback(tostring(err), 2):gsub("\n%s*", "; "))
 end
 
-local REQ_PTR = ffi.typeof("tg_req_t *")
-local contexts = core.contexts
-local running = coroutine.running
+local current_req = C.tg_lua_current
 
--- The body of every request coroutine. C resumes it with (r) for a
--- request, or (r, id) for a run of timer callback id; it yields DONE when
--- finished and receives the next pair.
-function _M.main(r, id)
+-- The body of every request coroutine. C resumes it with nothing for a
+-- request, or with the id of a timer callback to run; it yields DONE when
+-- finished and receives the next one. The request (or timer run) is
+-- C.tg_lua_current(), a cdata pointer.
+function _M.main(id)
     while true do
-        -- a cdata pointer, not the light userdata C passed: FFI calls with
-        -- it are JIT-compiled
-        r = ffi.cast(REQ_PTR, r)
-        contexts[running()] = r
+        local r = current_req()
         if id then
             local ok, err = xpcall(require("tollgate.timer").run, on_error, id, r)
             if not ok then core.log_error("timer: " .. tostring(err)) end
@@ -145,7 +138,7 @@ function _M.main(r, id)
                 C.tg_resp_set_body(r, body, #body)
             end
         end
-        r, id = yield(YIELD_DONE)
+        id = yield(YIELD_DONE)
     end
 end
 

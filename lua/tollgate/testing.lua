@@ -146,9 +146,7 @@ function _M.request(opts)
     local path = ffi_string(C.tg_req_path(r, lenp), lenp[0])
     local hp = C.tg_req_host(r, lenp)
     local host = hp ~= nil and ffi_string(hp, lenp[0]) or nil
-    local req = request.new(r, method, path, host)
-    req.params = opts.params or {}
-    req.pipeline = "test"
+    local req = request.new(r, method, path, host, opts.params or {}, nil, "test")
     return req
 end
 
