@@ -1,5 +1,6 @@
 /*
- * Tollgate YAML loader: libyaml events -> Lua values plus line marks.
+ * Tollgate YAML loader: YAML text -> Lua values plus line marks, through
+ * a fast path for the common subset (fast_build) or libyaml events.
  * The contract is in yaml.h.
  *
  * Resource discipline: the libyaml parser and the one live event belong
@@ -43,11 +44,11 @@ struct source {
 };
 
 /* Line marks, compactly: one array of line numbers for the whole document
- * (struct lines, a userdata the marks table keeps), and for each table one
- * entry in a weak-keyed index: maps[tbl] = the mapping's keys list K (K[0]
- * = its record's offset), seqs[tbl] = the sequence's record offset.  A
- * record is { start line, n, line of item 1 .. n } (items: a mapping's keys
- * in the order of K, or a sequence's items).  While a collection is open
+ * (struct lines, a userdata the marks table keeps), and for each table its
+ * record's offset in a weak-keyed index (maps[tbl] or seqs[tbl]), and for
+ * a mapping its keys in order (keys[tbl]).  A record is { start line, n,
+ * line of item 1 .. n } (items: a mapping's keys in the order of
+ * keys[tbl], or a sequence's items).  While a collection is open
  * its lines sit on the loader's stack (children close first, so each
  * record is copied out whole when its collection ends) and its offset is
  * -(stack position + 1).  marks[tbl] builds the documented per-table
@@ -64,7 +65,8 @@ struct loader {
     struct source src;
     int anchors;            /* stack slots inside build(): anchor -> value */
     int seqs;               /* weak: sequence table -> record offset */
-    int maps;               /* weak: mapping table -> keys list K */
+    int maps;               /* weak: mapping table -> record offset */
+    int keys;               /* weak: mapping table -> its keys in order */
     int marks;              /* the weak-keyed marks table returned */
     struct lines *lines;    /* the finished records (the userdata's) */
     int *stk;               /* lines of the open collections; freed by run() */
@@ -387,6 +389,22 @@ static int match_float(lua_State *L, const char *s, size_t n, double *out)
 }
 
 /* Pushes the value of the current (scalar) event. */
+/* Pushes the value of an untagged plain scalar (js-yaml core schema). */
+static void push_plain(lua_State *L, const char *s, size_t n)
+{
+    double d;
+    int b;
+
+    if (match_null(s, n))
+        tg_yaml_push_null(L);
+    else if (match_bool(s, n, &b))
+        lua_pushboolean(L, b);
+    else if (match_int(L, s, n, &d) || match_float(L, s, n, &d))
+        lua_pushnumber(L, d);
+    else
+        lua_pushlstring(L, s, n);
+}
+
 static void push_scalar(lua_State *L, struct loader *ld)
 {
     const yaml_event_t *ev = &ld->event;
@@ -401,14 +419,8 @@ static void push_scalar(lua_State *L, struct loader *ld)
         /* Only plain scalars are resolved; quoted/block ones are text. */
         if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
             lua_pushlstring(L, s, n);
-        else if (match_null(s, n))
-            tg_yaml_push_null(L);
-        else if (match_bool(s, n, &b))
-            lua_pushboolean(L, b);
-        else if (match_int(L, s, n, &d) || match_float(L, s, n, &d))
-            lua_pushnumber(L, d);
         else
-            lua_pushlstring(L, s, n);
+            push_plain(L, s, n);
         return;
     }
     /* Explicit tags apply whatever the style, as in js-yaml. */
@@ -509,6 +521,31 @@ static int record_line(struct loader *ld, lua_Integer off, int i)
     return ld->lines->v[off + (i ? i + 1 : 0)];
 }
 
+/* Indexes mapping t (keys list at k) as open, its lines on the loader's
+ * stack from position base. */
+static void index_map(lua_State *L, struct loader *ld, int t, int k,
+                      size_t base)
+{
+    lua_pushvalue(L, t);
+    lua_pushinteger(L, -(lua_Integer)base - 1);
+    lua_rawset(L, ld->maps);
+    lua_pushvalue(L, t);
+    lua_pushvalue(L, k);
+    lua_rawset(L, ld->keys);
+}
+
+/* Closes the record of the collection t (stack position base) and indexes
+ * it under its offset in index (ld->maps or ld->seqs). */
+static void index_close(lua_State *L, struct loader *ld, int t, int index,
+                        size_t base)
+{
+    lua_Integer off = close_record(L, ld, base);
+
+    lua_pushvalue(L, t);
+    lua_pushinteger(L, off);
+    lua_rawset(L, index);
+}
+
 /* For the current collection start event: checks depth and tag, pushes
  * the new table, registers the anchor before the children are read (so
  * an alias inside may refer to the collection itself) and starts its line
@@ -549,9 +586,7 @@ static void load_sequence(lua_State *L, struct loader *ld, int depth)
         load_node(L, ld, depth);
         lua_rawseti(L, t, ++i);
     }
-    lua_pushvalue(L, t);
-    lua_pushinteger(L, close_record(L, ld, base));
-    lua_rawset(L, ld->seqs);
+    index_close(L, ld, t, ld->seqs, base);
 }
 
 /* Is the key event the merge key: plain untagged "<<", or !!merge? */
@@ -642,14 +677,15 @@ static void merge_from(lua_State *L, struct loader *ld, int t, int k, int o,
     }
     lua_pushvalue(L, src);
     lua_rawget(L, ld->maps);
+    off = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_pushvalue(L, src);
+    lua_rawget(L, ld->keys);
     sk = lua_gettop(L);
     if (!lua_istable(L, sk)) {          /* not one of this document's */
         lua_pop(L, 1);
         return;
     }
-    lua_rawgeti(L, sk, 0);
-    off = lua_tointeger(L, -1);
-    lua_pop(L, 1);
     n = (int)lua_objlen(L, sk);
     for (j = 1; j <= n; j++) {
         lua_rawgeti(L, sk, j);          /* key */
@@ -710,13 +746,9 @@ static void load_mapping(lua_State *L, struct loader *ld, int depth)
 
     open_collection(L, ld, depth, "map");
     t = lua_gettop(L);
-    lua_newtable(L);            /* K: the keys in order, kept on the stack */
+    lua_newtable(L);            /* the keys in order, kept on the stack */
     k = t + 1;
-    lua_pushinteger(L, -(lua_Integer)base - 1);
-    lua_rawseti(L, k, 0);
-    lua_pushvalue(L, t);
-    lua_pushvalue(L, k);
-    lua_rawset(L, ld->maps);
+    index_map(L, ld, t, k, base);
     lua_pushnil(L);             /* overridable keys, made on first "<<" */
     o = t + 2;
     while (next(L, ld)->type != YAML_MAPPING_END_EVENT) {
@@ -766,8 +798,7 @@ static void load_mapping(lua_State *L, struct loader *ld, int depth)
         load_node(L, ld, depth);
         lua_rawset(L, t);
     }
-    lua_pushinteger(L, close_record(L, ld, base));
-    lua_rawseti(L, k, 0);
+    index_close(L, ld, t, ld->maps, base);
     lua_pop(L, 2);
 }
 
@@ -847,18 +878,13 @@ static int marks_index(lua_State *L)
 
     lua_settop(L, 2);
     lua_pushvalue(L, 2);
-    lua_rawget(L, lua_upvalueindex(2));     /* 3: K or nil */
+    lua_rawget(L, lua_upvalueindex(4));     /* 3: the keys, or nil */
     seq = lua_isnil(L, 3);
-    if (seq) {
-        lua_pushvalue(L, 2);
-        lua_rawget(L, lua_upvalueindex(3));
-        if (!lua_isnumber(L, -1))
-            return 0;
-        off = lua_tointeger(L, -1);
-    } else {
-        lua_rawgeti(L, 3, 0);
-        off = lua_tointeger(L, -1);
-    }
+    lua_pushvalue(L, 2);
+    lua_rawget(L, lua_upvalueindex(seq ? 3 : 2));
+    if (!lua_isnumber(L, -1))
+        return 0;
+    off = lua_tointeger(L, -1);
     lua_pop(L, 1);
     if (off < 0 || (size_t)off + 2 > ls->n)
         return 0;
@@ -900,11 +926,10 @@ static void push_weak(lua_State *L)
     lua_setmetatable(L, -2);
 }
 
-/* lua_pcall'd with the loader as light userdata; returns doc, marks. */
-static int build(lua_State *L)
+/* Makes the tables a load fills (anchors, the three indexes, the records,
+ * marks) in stack slots 2-7. */
+static void setup(lua_State *L, struct loader *ld)
 {
-    struct loader *ld = lua_touserdata(L, 1);
-    yaml_mark_t mark;
     int lines, mt;
 
     lua_settop(L, 1);
@@ -914,6 +939,8 @@ static int build(lua_State *L)
     ld->seqs = lua_gettop(L);
     push_weak(L);
     ld->maps = lua_gettop(L);
+    push_weak(L);
+    ld->keys = lua_gettop(L);
     ld->lines = lua_newuserdata(L, sizeof *ld->lines);
     memset(ld->lines, 0, sizeof *ld->lines);
     lines = lua_gettop(L);
@@ -922,17 +949,18 @@ static int build(lua_State *L)
     lua_setfield(L, -2, "__gc");
     lua_setmetatable(L, lines);
     /* marks: weak-keyed, filled on demand by marks_index; its metatable
-     * also carries the compact form (maps, seqs, line) for config.lua */
+     * also carries the compact form (maps, seqs, keys, line) for config.lua */
     lua_newtable(L);
     ld->marks = lua_gettop(L);
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 7);
     mt = lua_gettop(L);
     lua_pushliteral(L, "k");
     lua_setfield(L, mt, "__mode");
     lua_pushvalue(L, lines);
     lua_pushvalue(L, ld->maps);
     lua_pushvalue(L, ld->seqs);
-    lua_pushcclosure(L, marks_index, 3);
+    lua_pushvalue(L, ld->keys);
+    lua_pushcclosure(L, marks_index, 4);
     lua_setfield(L, mt, "__index");
     lua_pushvalue(L, lines);
     lua_pushcclosure(L, marks_line, 1);
@@ -941,8 +969,18 @@ static int build(lua_State *L)
     lua_setfield(L, mt, "maps");
     lua_pushvalue(L, ld->seqs);
     lua_setfield(L, mt, "seqs");
+    lua_pushvalue(L, ld->keys);
+    lua_setfield(L, mt, "keys");
     lua_setmetatable(L, ld->marks);
+}
 
+/* lua_pcall'd with the loader as light userdata; returns doc, marks. */
+static int build(lua_State *L)
+{
+    struct loader *ld = lua_touserdata(L, 1);
+    yaml_mark_t mark;
+
+    setup(L, ld);
     expect(L, ld, YAML_STREAM_START_EVENT);
     if (next(L, ld)->type == YAML_STREAM_END_EVENT) {
         push_empty(L, ld, ld->event.start_mark);
@@ -965,6 +1003,479 @@ static int build(lua_State *L)
             push_empty(L, ld, mark);
         }
     }
+    lua_pushvalue(L, ld->marks);
+    return 2;
+}
+
+/* ------------------------------------------------------------------ */
+/* The fast path                                                        */
+
+/* Most configs use a small part of YAML: block mappings and sequences,
+ * one-line plain and quoted scalars, one-line flow collections, comments,
+ * in printable ASCII.  fast_build() reads that part straight from the
+ * text into the same tables and line records as the event loader, several
+ * times faster than libyaml's scanner.  On anything else, and on every
+ * error (so that messages stay libyaml's), it gives up (raises the
+ * unsupported sentinel) and the text is loaded again through libyaml.  It
+ * accepts only what it is sure libyaml reads the same way; spec/04-reload
+ * compares the two on every config in the repository. */
+
+#define FAST_MAX_DEPTH 64
+#define FAST_MAX_KEY 1000   /* libyaml: a simple key is at most 1024 chars */
+
+struct fast {
+    const char *s, *end;    /* the text */
+    const char *ls, *le;    /* the current line: start, end ('\n' or end) */
+    const char *p;          /* where its content starts (or a compact
+                               mapping's first key, in "- key: value") */
+    int ind;                /* column of p; -1 at the end of the text */
+    int line;               /* 1-based number of the current line */
+};
+
+static char fast_unsupported;
+
+static void give_up(lua_State *L)
+{
+    lua_pushlightuserdata(L, &fast_unsupported);
+    lua_error(L);
+}
+
+static int fast_eol(const struct fast *f, const char *q)
+{
+    return q >= f->le || (*q == '#' && q[-1] == ' ');
+}
+
+static const char *skip_spaces(const struct fast *f, const char *q)
+{
+    while (q < f->le && *q == ' ')
+        q++;
+    return q;
+}
+
+/* Moves to the next line with content (blank and comment lines skipped). */
+static void fast_advance(lua_State *L, struct fast *f)
+{
+    const char *q = !f->le ? f->s : f->le < f->end ? f->le + 1 : f->end;
+    const char *c;
+
+    for (;;) {
+        if (q >= f->end) {
+            f->ls = f->le = f->p = f->end;
+            f->ind = -1;
+            return;
+        }
+        f->line++;
+        f->ls = q;
+        f->le = memchr(q, '\n', (size_t)(f->end - q));
+        if (!f->le)
+            f->le = f->end;
+        c = q;
+        while (c < f->le && *c == ' ')
+            c++;
+        if (c < f->le && *c != '#')
+            break;
+        q = f->le < f->end ? f->le + 1 : f->end;
+    }
+    /* directives, document markers */
+    if (c == q && (*c == '%' || (f->le - c >= 3 && (memcmp(c, "---", 3) == 0 ||
+                                                   memcmp(c, "...", 3) == 0))))
+        give_up(L);
+    f->p = c;
+    f->ind = (int)(c - q);
+}
+
+static int is_dash_entry(const struct fast *f, const char *q)
+{
+    return *q == '-' && (q + 1 >= f->le || q[1] == ' ');
+}
+
+/* A plain scalar at q (flow: inside a flow collection): sets *a, *b to its
+ * text (trailing spaces dropped) and returns where it stops: the end of the
+ * line, a comment, the ':' of ": " (or ':' at the end of the line), or in
+ * flow a flow indicator. */
+static const char *scan_plain(lua_State *L, const struct fast *f,
+                              const char *q, int flow, const char **a,
+                              const char **b)
+{
+    const char *e;
+    int c = (unsigned char)*q;
+
+    if (q >= f->le || strchr("-?:,[]{}#&*!|>'\"%@`", c)) {
+        /* "-1" and "-x": a dash that starts a plain scalar */
+        if (!(c == '-' && q + 1 < f->le &&
+              ((q[1] >= '0' && q[1] <= '9') || (q[1] >= 'a' && q[1] <= 'z') ||
+               (q[1] >= 'A' && q[1] <= 'Z') || q[1] == '.')))
+            give_up(L);
+    }
+    *a = q;
+    for (; q < f->le; q++) {
+        c = (unsigned char)*q;
+        if (c == ':') {
+            if (q + 1 >= f->le || q[1] == ' ')
+                break;
+            if (flow)
+                give_up(L);
+        } else if (c == '#' && q[-1] == ' ') {
+            break;
+        } else if (flow && (c == ',' || c == '[' || c == ']' || c == '{' ||
+                            c == '}')) {
+            break;
+        }
+    }
+    for (e = q; e > *a && e[-1] == ' '; e--)
+        ;
+    *b = e;
+    return q;
+}
+
+/* Pushes the quoted scalar at q (single: '' is a quote; double: no escapes)
+ * and returns the position after its closing quote. */
+static const char *scan_quoted(lua_State *L, const struct fast *f,
+                               const char *q)
+{
+    char quote = *q;
+    const char *a = q + 1, *c;
+    luaL_Buffer buf;
+
+    for (c = a; c < f->le; c++) {
+        if (quote == '"' && *c == '\\')
+            give_up(L);
+        if (*c == quote) {
+            if (quote == '\'' && c + 1 < f->le && c[1] == '\'')
+                break;          /* an escaped quote: the slow way below */
+            lua_pushlstring(L, a, (size_t)(c - a));
+            return c + 1;
+        }
+    }
+    if (c >= f->le)
+        give_up(L);             /* runs over lines */
+    luaL_buffinit(L, &buf);
+    for (c = a; c < f->le; c++) {
+        if (*c == '\'') {
+            if (c + 1 < f->le && c[1] == '\'') {
+                luaL_addchar(&buf, '\'');
+                c++;
+                continue;
+            }
+            luaL_pushresult(&buf);
+            return c + 1;
+        }
+        luaL_addchar(&buf, *c);
+    }
+    give_up(L);
+    return NULL;
+}
+
+/* The end of a quoted scalar at q, without pushing it (for lookahead). */
+static const char *skip_quoted(lua_State *L, const struct fast *f,
+                               const char *q)
+{
+    char quote = *q;
+
+    for (q++; q < f->le; q++) {
+        if (*q == quote) {
+            if (quote == '\'' && q + 1 < f->le && q[1] == '\'') {
+                q++;
+                continue;
+            }
+            return q + 1;
+        }
+    }
+    give_up(L);
+    return NULL;
+}
+
+static const char *fast_flow(lua_State *L, struct loader *ld, struct fast *f,
+                             const char *q, int depth);
+
+/* Pushes a flow sequence or mapping, all on the current line, at q. */
+static const char *fast_flow_collection(lua_State *L, struct loader *ld,
+                                        struct fast *f, const char *q,
+                                        int depth)
+{
+    int seq = *q == '[', t, k = 0, n = 0;
+    char close = seq ? ']' : '}';
+    size_t base = ld->sp;
+    const char *a, *b;
+
+    if (depth > FAST_MAX_DEPTH)
+        give_up(L);
+    luaL_checkstack(L, 8, "YAML nesting");
+    stk_push(L, ld, (size_t)f->line);
+    lua_newtable(L);
+    t = lua_gettop(L);
+    if (seq) {
+        lua_pushvalue(L, t);
+        lua_pushinteger(L, -(lua_Integer)base - 1);
+        lua_rawset(L, ld->seqs);
+    } else {
+        lua_newtable(L);
+        k = t + 1;
+        index_map(L, ld, t, k, base);
+    }
+    q = skip_spaces(f, q + 1);
+    if (q < f->le && *q == close) {
+        q++;
+    } else {
+        for (;;) {
+            if (q >= f->le)
+                give_up(L);
+            if (seq) {
+                stk_push(L, ld, (size_t)f->line);
+                q = fast_flow(L, ld, f, q, depth + 1);
+                lua_rawseti(L, t, ++n);
+            } else {
+                if (*q == '\'' || *q == '"') {
+                    q = scan_quoted(L, f, q);
+                    if (q >= f->le || *q != ':')
+                        give_up(L);
+                } else {
+                    q = scan_plain(L, f, q, 1, &a, &b);
+                    if (q >= f->le || *q != ':' || b == a || b - a > FAST_MAX_KEY ||
+                        (b - a == 2 && a[0] == '<' && a[1] == '<'))
+                        give_up(L);
+                    lua_pushlstring(L, a, (size_t)(b - a));
+                }
+                if (q + 1 >= f->le || q[1] != ' ')
+                    give_up(L);
+                lua_pushvalue(L, -1);
+                lua_rawget(L, t);
+                if (!lua_isnil(L, -1))
+                    give_up(L);         /* duplicate: libyaml's message */
+                lua_pop(L, 1);
+                lua_pushvalue(L, -1);
+                lua_rawseti(L, k, ++n);
+                stk_push(L, ld, (size_t)f->line);
+                q = skip_spaces(f, q + 1);
+                if (q >= f->le || *q == ',' || *q == '}')
+                    give_up(L);
+                q = fast_flow(L, ld, f, q, depth + 1);
+                lua_rawset(L, t);
+            }
+            q = skip_spaces(f, q);
+            if (q >= f->le)
+                give_up(L);
+            if (*q == close) {
+                q++;
+                break;
+            }
+            if (*q != ',')
+                give_up(L);
+            q = skip_spaces(f, q + 1);
+            if (q < f->le && *q == close)
+                give_up(L);             /* a trailing comma */
+        }
+    }
+    index_close(L, ld, t, seq ? ld->seqs : ld->maps, base);
+    if (!seq)
+        lua_pop(L, 1);
+    return q;
+}
+
+/* Pushes a node inside a flow collection. */
+static const char *fast_flow(lua_State *L, struct loader *ld, struct fast *f,
+                             const char *q, int depth)
+{
+    const char *a, *b;
+
+    if (*q == '[' || *q == '{')
+        return fast_flow_collection(L, ld, f, q, depth);
+    if (*q == '\'' || *q == '"')
+        return scan_quoted(L, f, q);
+    q = scan_plain(L, f, q, 1, &a, &b);
+    if ((q < f->le && *q == ':') || b == a)
+        give_up(L);
+    push_plain(L, a, (size_t)(b - a));
+    return q;
+}
+
+/* Pushes the one-line node at q of a block context (a mapping value or a
+ * sequence item), checks that only a comment follows, and moves to the
+ * next line, which must not be more indented than ind. */
+static void fast_inline(lua_State *L, struct loader *ld, struct fast *f,
+                        const char *q, int ind, int depth)
+{
+    const char *a, *b;
+
+    if (*q == '[' || *q == '{') {
+        q = fast_flow_collection(L, ld, f, q, depth);
+    } else if (*q == '\'' || *q == '"') {
+        q = scan_quoted(L, f, q);
+    } else {
+        q = scan_plain(L, f, q, 0, &a, &b);
+        if (q < f->le && *q == ':')
+            give_up(L);                 /* "a: b: c" */
+        push_plain(L, a, (size_t)(b - a));
+    }
+    q = skip_spaces(f, q);
+    if (!fast_eol(f, q))
+        give_up(L);
+    fast_advance(L, f);
+    if (f->ind > ind)
+        give_up(L);                     /* a scalar over several lines */
+}
+
+static void fast_block_seq(lua_State *L, struct loader *ld, struct fast *f,
+                           int ind, int indentless, int depth);
+static void fast_block_map(lua_State *L, struct loader *ld, struct fast *f,
+                           int ind, int depth);
+
+/* Pushes the block node whose first line is the current one. */
+static void fast_block(lua_State *L, struct loader *ld, struct fast *f,
+                       int depth)
+{
+    if (is_dash_entry(f, f->p))
+        fast_block_seq(L, ld, f, f->ind, 0, depth);
+    else
+        fast_block_map(L, ld, f, f->ind, depth);
+}
+
+static void fast_block_map(lua_State *L, struct loader *ld, struct fast *f,
+                           int ind, int depth)
+{
+    int t, k, nkeys = 0;
+    size_t base = ld->sp;
+    const char *q, *a, *b;
+
+    if (depth > FAST_MAX_DEPTH)
+        give_up(L);
+    luaL_checkstack(L, 8, "YAML nesting");
+    stk_push(L, ld, (size_t)f->line);
+    lua_newtable(L);
+    t = lua_gettop(L);
+    lua_newtable(L);
+    k = t + 1;
+    index_map(L, ld, t, k, base);
+    for (;;) {
+        q = f->p;
+        if (*q == '\'' || *q == '"') {
+            q = scan_quoted(L, f, q);
+            if (q >= f->le || *q != ':' || (q + 1 < f->le && q[1] != ' '))
+                give_up(L);
+        } else {
+            if (is_dash_entry(f, q))
+                give_up(L);
+            q = scan_plain(L, f, q, 0, &a, &b);
+            if (q >= f->le || *q != ':' || b == a || b - a > FAST_MAX_KEY ||
+                (b - a == 2 && a[0] == '<' && a[1] == '<'))
+                give_up(L);
+            lua_pushlstring(L, a, (size_t)(b - a));
+        }
+        lua_pushvalue(L, -1);
+        lua_rawget(L, t);
+        if (!lua_isnil(L, -1))
+            give_up(L);                 /* duplicate: libyaml's message */
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, k, ++nkeys);
+        stk_push(L, ld, (size_t)f->line);
+        q = skip_spaces(f, q + 1);
+        if (fast_eol(f, q)) {
+            /* the value is on the next lines, or null */
+            fast_advance(L, f);
+            if (f->ind > ind)
+                fast_block(L, ld, f, depth + 1);
+            else if (f->ind == ind && is_dash_entry(f, f->p))
+                fast_block_seq(L, ld, f, ind, 1, depth + 1);
+            else
+                tg_yaml_push_null(L);
+        } else {
+            fast_inline(L, ld, f, q, ind, depth + 1);
+        }
+        lua_rawset(L, t);
+        if (f->ind < ind)
+            break;
+        if (f->ind > ind)
+            give_up(L);
+    }
+    index_close(L, ld, t, ld->maps, base);
+    lua_pop(L, 1);
+}
+
+static void fast_block_seq(lua_State *L, struct loader *ld, struct fast *f,
+                           int ind, int indentless, int depth)
+{
+    int t, n = 0;
+    size_t base = ld->sp;
+    const char *q, *a, *b;
+
+    if (depth > FAST_MAX_DEPTH)
+        give_up(L);
+    luaL_checkstack(L, 8, "YAML nesting");
+    stk_push(L, ld, (size_t)f->line);
+    lua_newtable(L);
+    t = lua_gettop(L);
+    lua_pushvalue(L, t);
+    lua_pushinteger(L, -(lua_Integer)base - 1);
+    lua_rawset(L, ld->seqs);
+    for (;;) {
+        q = skip_spaces(f, f->p + 1);
+        if (fast_eol(f, q)) {
+            /* the item is on the next lines (a null item: libyaml) */
+            fast_advance(L, f);
+            if (f->ind <= ind)
+                give_up(L);
+            stk_push(L, ld, (size_t)f->line);
+            fast_block(L, ld, f, depth + 1);
+        } else if (is_dash_entry(f, q)) {
+            give_up(L);                 /* "- - x" */
+        } else {
+            /* "- key: ..." starts a mapping at the key's column */
+            int map = 0;
+            if (*q == '\'' || *q == '"') {
+                const char *e = skip_quoted(L, f, q);
+                map = e < f->le && *e == ':' && (e + 1 >= f->le || e[1] == ' ');
+            } else if (*q != '[' && *q != '{') {
+                const char *e = scan_plain(L, f, q, 0, &a, &b);
+                map = e < f->le && *e == ':';
+            }
+            stk_push(L, ld, (size_t)f->line);
+            if (map) {
+                f->p = q;
+                f->ind = (int)(q - f->ls);
+                fast_block_map(L, ld, f, f->ind, depth + 1);
+            } else {
+                fast_inline(L, ld, f, q, ind, depth + 1);
+            }
+        }
+        lua_rawseti(L, t, ++n);
+        if (f->ind < ind)
+            break;
+        if (f->ind > ind)
+            give_up(L);
+        if (!is_dash_entry(f, f->p)) {
+            if (indentless)
+                break;
+            give_up(L);
+        }
+    }
+    index_close(L, ld, t, ld->seqs, base);
+}
+
+/* lua_pcall'd like build(): the fast path over ld->src.text. */
+static int fast_build(lua_State *L)
+{
+    struct loader *ld = lua_touserdata(L, 1);
+    struct fast f;
+    const unsigned char *c, *e;
+
+    /* printable ASCII and newlines only (no tabs, CR, UTF-8, controls) */
+    c = (const unsigned char *)ld->src.text;
+    e = c + ld->src.len;
+    for (; c < e; c++)
+        if ((*c < 0x20 && *c != '\n') || *c > 0x7e)
+            give_up(L);
+    setup(L, ld);
+    memset(&f, 0, sizeof f);
+    f.s = ld->src.text;
+    f.end = f.s + ld->src.len;
+    f.le = NULL;                        /* before the first line */
+    fast_advance(L, &f);
+    if (f.ind < 0)
+        give_up(L);                     /* empty: libyaml's marks */
+    fast_block(L, ld, &f, 1);
+    if (f.ind >= 0)
+        give_up(L);
     lua_pushvalue(L, ld->marks);
     return 2;
 }
@@ -1002,13 +1513,36 @@ int tg_yaml_load_string(lua_State *L)
     size_t len;
     const char *text = luaL_checklstring(L, 1, &len);
     const char *name = luaL_optstring(L, 2, "<string>");
+    const char *mode = luaL_optstring(L, 3, "");
+    int status;
 
+    luaL_checkstack(L, 4, "YAML loader");
+    if (strcmp(mode, "libyaml") != 0) {
+        memset(&ld, 0, sizeof ld);
+        ld.src.name = name;
+        ld.src.text = text;
+        ld.src.len = len;
+        lua_pushcfunction(L, fast_build);
+        lua_pushlightuserdata(L, &ld);
+        status = lua_pcall(L, 1, 2, 0);
+        free(ld.stk);
+        if (status == 0)
+            return 2;
+        if (strcmp(mode, "fast") == 0) {
+            /* for tests: was the fast path taken? */
+            if (lua_touserdata(L, -1) == &fast_unsupported) {
+                lua_pop(L, 1);
+                lua_pushliteral(L, "unsupported");
+            }
+            return result(L, status);
+        }
+        lua_pop(L, 1);
+    }
     memset(&ld, 0, sizeof ld);
     ld.src.name = name;
     ld.src.text = text;
     ld.src.len = len;
     /* Everything that may raise comes before the parser exists. */
-    luaL_checkstack(L, 4, "YAML loader");
     lua_pushcfunction(L, build);
     lua_pushlightuserdata(L, &ld);
     if (!yaml_parser_initialize(&ld.parser)) {

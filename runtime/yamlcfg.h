@@ -44,9 +44,9 @@
  * lines compactly (one array of line numbers for the document, one index
  * entry per table), and the marks table's metatable carries that form for
  * callers that look up many tables (config.lua):
- *   maps[tbl]   a mapping's keys in order (the same list as __keys), whose
- *               [0] is the offset of the table's record
+ *   maps[tbl]   a mapping's record offset
  *   seqs[tbl]   a sequence's record offset (also the empty document's)
+ *   keys[tbl]   a mapping's keys in order (the same list as __keys)
  *   line(off)   the number at offset off of the records
  * A record is: start line, item count n, then the line of each item (a
  * mapping's keys in the order of maps[tbl], or a sequence's items).
@@ -59,8 +59,14 @@
 /* Lua: load_file(path) -> doc, marks | nil, err */
 int tg_yaml_load_file(lua_State *L);
 
-/* Lua: load_string(text [, name]) -> doc, marks | nil, err
- * name stands for the file name in messages (default "<string>"). */
+/* Lua: load_string(text [, name [, how]]) -> doc, marks | nil, err
+ * name stands for the file name in messages (default "<string>").
+ * Text in the common subset of YAML (block mappings and sequences, one-line
+ * plain and quoted scalars and flow collections, comments, printable
+ * ASCII) is read by a fast path of its own; anything else, and any error,
+ * goes through libyaml, so the result and every message are libyaml's.
+ * how (for tests): "libyaml" skips the fast path; "fast" uses only it
+ * (nil, "unsupported" when it would have left the text to libyaml). */
 int tg_yaml_load_string(lua_State *L);
 
 /* Pushes the null sentinel: a light userdata whose value is NULL. */

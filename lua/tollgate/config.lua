@@ -86,17 +86,17 @@ local Ctx = {}
 Ctx.__index = Ctx
 
 -- marks: the YAML loader's (its metatable carries the compact form: maps[tbl]
--- = keys in order with K[0] the offset of the table's line record, seqs[tbl] =
--- a sequence's record offset, line(offset); records are { start line, n, line
--- of item 1..n }), or any table of per-table marks ({ __line, key = line,
--- __keys }) such as a Lua config's empty one.
+-- / seqs[tbl] = the offset of a mapping's / sequence's line record, keys[tbl] =
+-- a mapping's keys in order, line(offset); a record is { start line, n, line of
+-- item 1..n }), or any table of per-table marks ({ __line, key = line, __keys })
+-- such as a Lua config's empty one.
 function Ctx:set_marks(marks)
     self.marks = marks or {}
     local mt = getmetatable(self.marks)
-    if type(mt) == "table" and mt.maps and mt.seqs and mt.line then
-        self.maps, self.seqs, self.lineat = mt.maps, mt.seqs, mt.line
+    if type(mt) == "table" and mt.maps and mt.seqs and mt.keys and mt.line then
+        self.maps, self.seqs, self.keyl, self.lineat = mt.maps, mt.seqs, mt.keys, mt.line
     else
-        self.maps, self.seqs, self.lineat = nil, nil, nil
+        self.maps, self.seqs, self.keyl, self.lineat = nil, nil, nil, nil
     end
 end
 
@@ -108,20 +108,19 @@ end
 
 function Ctx:line(tbl, key)
     if tbl == nil then return nil end
-    local maps = self.maps
-    if maps then
-        local ks = maps[tbl]
-        if ks then
-            local off = ks[0]
+    if self.maps then
+        local off = self.maps[tbl]
+        if off then
             -- a key named __line or __keys is not a line mark (as in marks[tbl])
             if key ~= nil and key ~= "__line" and key ~= "__keys" then
+                local ks = self.keyl[tbl]
                 for i = 1, #ks do
                     if ks[i] == key then return self.lineat(off + 1 + i) end
                 end
             end
             return self.lineat(off)
         end
-        local off = self.seqs[tbl]
+        off = self.seqs[tbl]
         if off then
             if type(key) == "number" and key >= 1 and key % 1 == 0 and
                 key <= self.lineat(off + 1) then
@@ -158,9 +157,9 @@ end
 -- Keys of a mapping in declaration order (YAML keeps it in marks; a Lua
 -- table has none, so its keys are sorted).
 function Ctx:keys(tbl)
-    local ks = self.maps and self.maps[tbl]
+    local ks = self.keyl and self.keyl[tbl]
     if ks then return ks end
-    if not self.maps then
+    if not self.keyl then
         local m = self.marks[tbl]
         if m and m.__keys then return m.__keys end
     end
