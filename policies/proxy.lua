@@ -230,12 +230,10 @@ local function access(self, req)
     if self.headers then
         for k, v in pairs(self.headers) do req:set_header(k, v) end
     end
-    local err = req:proxy(u.peer, target, self.flags, self.timeout)
-    if err == 0 then return end
-    if err == 504 then
-        return 504, "Gateway timeout.", { ["Content-Type"] = "text/html; charset=utf-8" }
-    end
-    return 502, "Bad gateway.", { ["Content-Type"] = "text/html; charset=utf-8" }
+    -- last = true: an upstream failure is answered with the gateway's 502
+    -- "Bad gateway." or 504 "Gateway timeout." (text/html), as Express
+    -- Gateway's proxy policy does
+    req:proxy(u.peer, target, self.flags, self.timeout, true)
 end
 
 return {

@@ -135,8 +135,14 @@ local function access(self, req)
     local remaining = max(self.max - floor(n), 0)
     local reset = ceil(now + ttl)
     if self.headers then
-        local ctx = req.ctx
-        ctx.rate_limit = { limit = self.max, remaining = remaining, reset = reset }
+        -- response header edits made now apply to whatever answers: the
+        -- upstream, a later policy, or the gateway's own 502/504. No
+        -- response phase, so a pipeline of rate-limit, jwt and proxy
+        -- finishes without resuming Lua after the proxy (Request:proxy).
+        local res = req.response
+        res:set_header("X-RateLimit-Limit", self.max)
+        res:set_header("X-RateLimit-Remaining", remaining)
+        res:set_header("X-RateLimit-Reset", reset)
     end
     if n > self.max then
         req:log_error("rate limit exceeded")
@@ -155,15 +161,6 @@ local function access(self, req)
         req:sleep((n - self.delay_after) * self.delay)
     end
     return nil
-end
-
-local function response(_, req)
-    local rl = req.ctx.rate_limit
-    if not rl then return end
-    local res = req.response
-    res:set_header("X-RateLimit-Limit", rl.limit)
-    res:set_header("X-RateLimit-Remaining", rl.remaining)
-    res:set_header("X-RateLimit-Reset", rl.reset)
 end
 
 return {
@@ -193,6 +190,5 @@ return {
     },
     new = new,
     access = access,
-    response = response,
     prefers_json = prefers_json,
 }

@@ -644,8 +644,14 @@ void tg_conn_proxy_head(tg_req_t *r)
         return;
     }
     r->t_upstream_end = ev_time();
-    if (r->lua == TG_LUA_PROXY)
+    if (r->lua == TG_LUA_PROXY) {
         tg_lua_resume(r, r->proxy.error);
+    } else if (r->proxy.flags & TG_PROXY_LAST) {
+        /* Lua finished when it asked for the proxy (TG_PROXY_LAST) */
+        if (r->proxy.error)
+            tg_req_proxy_failed(r);
+        tg_conn_send_head(r);
+    }
 }
 
 void tg_conn_lua_yielded(tg_req_t *r, int code)
@@ -681,7 +687,10 @@ void tg_conn_lua_yielded(tg_req_t *r, int code)
         break;
     default: /* TG_YIELD_DONE */
         r->lua = TG_LUA_NONE;
-        if (!r->resp_started)
+        if ((r->proxy.flags & TG_PROXY_LAST) && r->proxy.state == TG_PROXY_IDLE &&
+            !r->local && !r->resp_started)
+            tg_proxy_start(r); /* the rest is C's: tg_conn_proxy_head */
+        else if (!r->resp_started)
             tg_conn_send_head(r);
         else if (r->resp_done && c->wbuf.len == c->wbuf.pos && !r->log_pending)
             finish_request(c); /* back from the log phase */

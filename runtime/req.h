@@ -86,6 +86,10 @@ enum tg_lua_state {
 #define TG_PROXY_CHANGE_ORIGIN 0x1 /* Host becomes the upstream's */
 #define TG_PROXY_XFWD          0x2 /* add X-Forwarded-For/-Proto/-Host/-Port */
 #define TG_PROXY_WS            0x4 /* a WebSocket upgrade may go through (a tunnel) */
+/* Lua is done with the request once it asked for the proxy: it yields DONE
+ * instead of PROXY, the exchange starts then and is never reported back to
+ * Lua; a failure before the response head gets tg_req_proxy_failed's answer. */
+#define TG_PROXY_LAST          0x8
 
 /* Upstream exchange states, in order. */
 enum tg_proxy_state {
@@ -249,6 +253,8 @@ TG_EXPORT void tg_req_set_error(tg_req_t *r, const char *msg, size_t len);
 TG_EXPORT int tg_req_proxy(tg_req_t *r, tg_peer_t *peer, const char *target, size_t len,
                            int flags, double timeout);
 TG_EXPORT const char *tg_req_proxy_error(tg_req_t *r);
+/* Makes the response the gateway's 502/504 for a failed proxy (upstream.c). */
+TG_EXPORT void tg_req_proxy_failed(tg_req_t *r);
 
 /* Bodies for Lua. read: TG_OK when the whole body is in (then body gives
  * it), TG_AGAIN when Lua must yield WAIT (resumed with 0, or with a status

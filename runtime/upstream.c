@@ -826,6 +826,21 @@ int tg_req_proxy(tg_req_t *r, tg_peer_t *peer, const char *target, size_t len, i
     return TG_OK;
 }
 
+/* The gateway's answer when proxying failed before a response head, as
+ * Express Gateway's proxy policy gives it: 504 "Gateway timeout." after a
+ * timeout, 502 "Bad gateway." otherwise, as text/html. Header edits made
+ * before (rate-limit headers...) stay. */
+void tg_req_proxy_failed(tg_req_t *r)
+{
+    static const char ct[] = "text/html; charset=utf-8";
+    int status = r->proxy.error == 504 ? 504 : 502;
+    const char *body = status == 504 ? "Gateway timeout." : "Bad gateway.";
+
+    tg_resp_set_status(r, status);
+    tg_resp_set_body(r, body, strlen(body));
+    tg_hdr_edit(r, TG_RESPONSE, TG_HDR_SET, "Content-Type", 12, ct, sizeof(ct) - 1);
+}
+
 const char *tg_req_proxy_error(tg_req_t *r)
 {
     return r->proxy.error_reason;

@@ -34,6 +34,7 @@ void tg_req_set_route(tg_req_t *r, const char *name, size_t len);
 int tg_req_proxy(tg_req_t *r, tg_peer_t *peer, const char *target, size_t len,
                  int flags, double timeout);
 const char *tg_req_proxy_error(tg_req_t *r);
+void tg_req_proxy_failed(tg_req_t *r);
 int tg_req_sleep(tg_req_t *r, double seconds);
 int tg_req_read_body(tg_req_t *r);
 const char *tg_req_body(tg_req_t *r, size_t *len);
@@ -128,6 +129,7 @@ local _M = {
     PROXY_CHANGE_ORIGIN = 1,
     PROXY_XFWD = 2,
     PROXY_WS = 4,
+    PROXY_LAST = 8,
 
     -- return codes
     OK = 0,
@@ -148,7 +150,7 @@ local _M = {
         "tg_req_id", "tg_req_start_time", "tg_req_scheme", "tg_req_tls_verified",
         "tg_hdr_get", "tg_hdr_edit", "tg_hdr_next",
         "tg_resp_status", "tg_resp_set_status", "tg_resp_set_body", "tg_req_set_route",
-        "tg_req_proxy", "tg_req_proxy_error", "tg_req_sleep", "tg_peer_get", "tg_now",
+        "tg_req_proxy", "tg_req_proxy_error", "tg_req_proxy_failed", "tg_req_sleep", "tg_peer_get", "tg_now",
         "tg_tls_client_get", "tg_call_new", "tg_call_status", "tg_call_free",
         "tg_timer_start", "tg_timer_stop",
         "tg_req_read_body", "tg_req_body", "tg_req_set_body", "tg_resp_read_body", "tg_resp_body",

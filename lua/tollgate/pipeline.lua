@@ -19,6 +19,9 @@ local xpcall, tostring = xpcall, tostring
 local traceback = debug.traceback
 
 local YIELD_RESPOND = core.YIELD_RESPOND
+-- Outside the gateway (tollgate.testing drives the coroutine itself), the
+-- proxy always reports back to Lua.
+local IN_GATEWAY = core.in_gateway
 
 local _M = {}
 
@@ -53,7 +56,11 @@ function _M.run(pipe, req)
     local steps = pipe.steps
     local ran, nran
     local track = pipe.has_response or pipe.has_log
-    if track then ran, nran = {}, 0 end
+    if track then
+        ran, nran = {}, 0
+    elseif IN_GATEWAY then
+        req.tail = true -- nothing to run once a proxy is asked for (Request:proxy)
+    end
 
     for i = 1, #steps do
         local st = steps[i]

@@ -38,6 +38,7 @@ local lower = string.lower
 
 local REQUEST, RESPONSE = core.REQUEST, core.RESPONSE
 local HDR_SET, HDR_ADD, HDR_DEL = core.HDR_SET, core.HDR_ADD, core.HDR_DEL
+local PROXY_LAST = core.PROXY_LAST
 
 local lenp = ffi.new("size_t[1]")
 local vlenp = ffi.new("size_t[1]")
@@ -166,7 +167,7 @@ local Request_mt = {
 function _M.new(r, method, path, host, params, endpoint, pipeline)
     return setmetatable({ _r = r, method = method, path = path, host = host, params = params,
         endpoint = endpoint, pipeline = pipeline, responded = nil, sent = nil, user = nil,
-        url = nil, query = nil }, Request_mt)
+        url = nil, query = nil, tail = nil }, Request_mt)
 end
 
 function Request:header(name) return get_header(self._r, REQUEST, name) end
@@ -191,14 +192,28 @@ end
 
 -- Proxies to peer; yields until the upstream answered. Returns 0 on
 -- success, or 502/504 with a reason when the upstream failed.
-function Request:proxy(peer, target, flags, timeout)
+--
+-- last: the caller does nothing after this but let a failure be answered
+-- with the gateway's own 502 "Bad gateway." / 504 "Gateway timeout." (as the
+-- proxy policy does), which is then made here. And when no policy of the
+-- pipeline has a response or log phase (req.tail), Lua is not resumed at
+-- all: this returns 0 at once, and C starts the exchange when the request's
+-- coroutine is done and finishes the request itself (TG_PROXY_LAST).
+function Request:proxy(peer, target, flags, timeout, last)
     local r = self._r
-    if C.tg_req_proxy(r, peer, target, target and #target or 0, flags, timeout or 0) ~= 0 then
+    local tail = last and self.tail
+    if C.tg_req_proxy(r, peer, target, target and #target or 0,
+            tail and flags + PROXY_LAST or flags, timeout or 0) ~= 0 then
         error("proxy: no upstream peer", 2)
+    end
+    if tail then
+        self.responded = true
+        return 0
     end
     local err = yield(core.YIELD_PROXY)
     self.responded = true
     if err ~= 0 then
+        if last then C.tg_req_proxy_failed(r) end
         local reason = C.tg_req_proxy_error(r)
         return err, reason ~= nil and ffi_string(reason) or "upstream failed"
     end

@@ -22,6 +22,7 @@
 local regex = require "tollgate.regex"
 
 local ipairs, setmetatable = ipairs, setmetatable
+local concat = table.concat
 local lower, upper, find, sub, gsub, byte = string.lower, string.upper, string.find,
     string.sub, string.gsub, string.byte
 local insert = table.insert
@@ -314,6 +315,47 @@ end
 local lists = {}
 local cursors = {}
 
+-- OPTIONS on a path whose routes want other methods: Express lists the
+-- methods of every such route, each once, in route order.
+local function add_allow(allow, route)
+    allow = allow or {}
+    for _, m in ipairs(route.allow) do
+        if not allow[m] then
+            allow[m] = true
+            allow[#allow + 1] = m
+        end
+    end
+    return allow
+end
+
+-- The first route of one candidate list after index `after` that matches.
+-- The usual case, the list's first route, is checked without entering a
+-- loop: a loop that is entered but never turns is never compiled by itself,
+-- and a request's trace that enters it is aborted (LuaJIT "inner loop in
+-- root trace"), leaving the whole request interpreted.
+local function match_list(l, path, lpath, method, after)
+    local start = 1
+    local first = l[1]
+    if first and first.index > after and (not first.methods or first.methods[method]) then
+        local params = match_path(first.m, path, lpath)
+        if params then return first, params end
+        start = 2 -- its path does not match: it adds nothing to an OPTIONS answer either
+    end
+    local allow
+    for c = start, #l do
+        local r = l[c]
+        if r.index > after then
+            local params = match_path(r.m, path, lpath)
+            if params then
+                if not r.methods or r.methods[method] then return r, params end
+                if method == "OPTIONS" then allow = add_allow(allow, r) end
+            end
+        end
+    end
+    if allow then return nil, concat(allow, ",") end
+    return nil
+end
+
 -- Finds the first route after index `after` (default 0) that matches.
 -- Returns route, params; or nil, allow when only the method differed for an
 -- OPTIONS request (allow = "GET,HEAD,..." as Express answers it).
@@ -321,15 +363,31 @@ function Router:match(host, path, method, after)
     after = after or 0
     local hostname = strip_port(host)
     local lpath = lower(path)
-    local seg = lpath:match("^/([^/]*)")
+    -- the first segment (what follows "/" up to the next "/"); string.find
+    -- with plain = true and string.sub are compiled, a pattern match would
+    -- end the request's trace here
+    local seg
+    if byte(lpath, 1) == 47 then
+        local e = find(lpath, "/", 2, true)
+        seg = sub(lpath, 2, e and e - 1 or -1)
+    end
 
     local k = 0
     local b = hostname and self.exact[hostname]
     if b then k = lists_for(b, seg, lists, k) end
-    for _, hp in ipairs(self.patterns) do
+    local patterns = self.patterns
+    for i = 1, #patterns do
+        local hp = patterns[i]
         if hp.test(hostname) then k = lists_for(hp.bucket, seg, lists, k) end
     end
     k = lists_for(self.any, seg, lists, k)
+    if k <= 1 then
+        -- one candidate list (the usual case): no merging
+        local l = lists[1]
+        if not l then return nil end
+        lists[1] = nil
+        return match_list(l, path, lpath, method, after)
+    end
     for i = 1, k do cursors[i] = 1 end
 
     local allow
@@ -351,20 +409,12 @@ function Router:match(host, path, method, after)
                 for i = 1, k do lists[i] = nil end
                 return best, params
             end
-            if method == "OPTIONS" then
-                allow = allow or {}
-                for _, m in ipairs(best.allow) do
-                    if not allow[m] then
-                        allow[m] = true
-                        allow[#allow + 1] = m
-                    end
-                end
-            end
+            if method == "OPTIONS" then allow = add_allow(allow, best) end
         end
     end
     for i = 1, k do lists[i] = nil end
     if allow then
-        return nil, table.concat(allow, ",")
+        return nil, concat(allow, ",")
     end
     return nil
 end

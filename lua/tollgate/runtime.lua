@@ -76,6 +76,22 @@ local function not_found(req)
     })
 end
 
+-- Runs the pipeline of a matched route: the request object when it answered,
+-- nil when nothing did.
+local function run_route(r, route, params, method, path, host)
+    local ep = route.endpoint
+    local pipe = ep.pipeline
+    local req = request.new(r, method, path, host, params, ep, pipe and pipe.name)
+    if not pipe then
+        -- an endpoint no pipeline serves: Express's res.sendStatus(404)
+        req:respond(404, "Not Found")
+        return req
+    end
+    C.tg_req_set_route(r, pipe.name, #pipe.name)
+    if pipeline.run(pipe, req) then return req end
+    return nil
+end
+
 -- Routes r and runs its pipeline with generation gen (tollgate.testing
 -- calls this too, with its own generation).
 local function handle(gen, r)
@@ -85,20 +101,19 @@ local function handle(gen, r)
     local hp = C.tg_req_host(r, lenp)
     local host = hp ~= nil and ffi_string(hp, lenp[0]) or nil
 
-    local route, params = gen.router:match(host, path, method)
-    while route do
-        local ep = route.endpoint
-        local pipe = ep.pipeline
-        local req = request.new(r, method, path, host, params, ep, pipe and pipe.name)
-        if not pipe then
-            -- an endpoint no pipeline serves: Express's res.sendStatus(404)
-            req:respond(404, "Not Found")
-            return req
-        end
-        C.tg_req_set_route(r, pipe.name, #pipe.name)
-        if pipeline.run(pipe, req) then return req end
+    local router = gen.router
+    local route, params = router:match(host, path, method)
+    -- the first route outside the loop: see match_list in tollgate.router
+    if route then
+        local req = run_route(r, route, params, method, path, host)
+        if req then return req end
         -- nothing answered: Express tries the next matching route
-        route, params = gen.router:match(host, path, method, route.index)
+        route, params = router:match(host, path, method, route.index)
+        while route do
+            req = run_route(r, route, params, method, path, host)
+            if req then return req end
+            route, params = router:match(host, path, method, route.index)
+        end
     end
     local req = request.new(r, method, path, host)
     if params then

@@ -24,6 +24,8 @@ apiEndpoints:
   rr: { host: '*', paths: '/rr/*' }
   ka: { host: '*', paths: '/ka/*' }
   refused: { host: '*', paths: '/refused/*' }
+  refused-rl: { host: '*', paths: '/refused-rl/*' }
+  refused-cors: { host: '*', paths: '/refused-cors/*' }
   term-default: { host: '*', paths: '/term-default' }
   term: { host: '*', paths: '/term' }
   all: { host: '*' }
@@ -33,7 +35,7 @@ serviceEndpoints:
   pair: { urls: ['http://127.0.0.1:${A_PORT}', 'http://127.0.0.1:${B_PORT}'] }
   pooled: { url: 'http://127.0.0.1:${C_PORT}' }
   dead: { url: 'http://127.0.0.1:${DEAD_PORT}' }
-policies: [proxy, terminate]
+policies: [proxy, terminate, rate-limit, cors]
 pipelines:
   strip:
     apiEndpoints: [strip]
@@ -70,6 +72,16 @@ pipelines:
   refused:
     apiEndpoints: [refused]
     policies:
+      - proxy: [ { action: { serviceEndpoint: dead } } ]
+  refused-rl:
+    apiEndpoints: [refused-rl]
+    policies:
+      - rate-limit: [ { action: { max: 1000 } } ]
+      - proxy: [ { action: { serviceEndpoint: dead } } ]
+  refused-cors:
+    apiEndpoints: [refused-cors]
+    policies:
+      - cors: [ { action: { origin: '*' } } ]
       - proxy: [ { action: { serviceEndpoint: dead } } ]
   term-default:
     apiEndpoints: [term-default]
@@ -213,6 +225,26 @@ describe("proxy", function()
     assert.equal(502, res.status)
     assert.equal("Bad gateway.", res.body)
     assert.matches("^text/html", res.headers["content-type"])
+  end)
+
+  -- rate-limit and proxy: no response or log phase, so Lua is done once it
+  -- asks for the proxy, and the gateway makes the 502 itself
+  it("answers 502 with the headers earlier policies set when Lua is not resumed", function()
+    local res = assert(g:get("/refused-rl/x"))
+    assert.equal(502, res.status)
+    assert.equal("Bad gateway.", res.body)
+    assert.matches("^text/html", res.headers["content-type"])
+    assert.equal("1000", res.headers["x-ratelimit-limit"])
+    assert.equal("999", res.headers["x-ratelimit-remaining"])
+  end)
+
+  -- cors has a response phase: Lua is resumed after the failed proxy
+  it("answers 502 and runs later phases when a policy has a response phase", function()
+    local res = assert(g:get("/refused-cors/x", { Origin = "http://o.example" }))
+    assert.equal(502, res.status)
+    assert.equal("Bad gateway.", res.body)
+    assert.matches("^text/html", res.headers["content-type"])
+    assert.equal("*", res.headers["access-control-allow-origin"])
   end)
 
   it("answers 504 when the upstream does not answer within proxyTimeout", function()
