@@ -107,7 +107,9 @@ end
 
 local validate
 
-local function check_value(spec, v, path, tbl, key)
+-- v is the value at parent path `base`, key `key` of table tbl; its own
+-- dotted path is only built when it is needed (an error, a nested value).
+local function check_value(spec, v, base, tbl, key)
     local types = spec.type or "any"
     if type(types) ~= "table" then types = { types } end
     -- a value already of one of the listed kinds is taken as it is; only
@@ -123,13 +125,13 @@ local function check_value(spec, v, path, tbl, key)
         if ok then break end
     end
     if ok and (chosen == "object" or chosen == "array") then
-        local sub, err, at = validate(spec, coerced, path, chosen)
+        local sub, err, at = validate(spec, coerced, join(base, key), chosen)
         if not sub then return nil, err, at end
         coerced = sub
     end
     if not ok then
-        return nil, path .. ": expected " .. type_name(spec.type) .. ", got " .. describe(v),
-            { tbl, key }
+        return nil, join(base, key) .. ": expected " .. type_name(spec.type) .. ", got " ..
+            describe(v), { tbl, key }
     end
     v = coerced
     if spec.enum then
@@ -140,20 +142,21 @@ local function check_value(spec, v, path, tbl, key)
         if not found then
             local names = {}
             for i, e in ipairs(spec.enum) do names[i] = tostring(e) end
-            return nil, path .. ": must be one of " .. concat(names, ", ") .. ", got " ..
-                describe(v), { tbl, key }
+            return nil, join(base, key) .. ": must be one of " .. concat(names, ", ") ..
+                ", got " .. describe(v), { tbl, key }
         end
     end
     if type(v) == "number" then
         if spec.minimum and v < spec.minimum then
-            return nil, path .. ": must be at least " .. spec.minimum, { tbl, key }
+            return nil, join(base, key) .. ": must be at least " .. spec.minimum, { tbl, key }
         end
         if spec.maximum and v > spec.maximum then
-            return nil, path .. ": must be at most " .. spec.maximum, { tbl, key }
+            return nil, join(base, key) .. ": must be at most " .. spec.maximum, { tbl, key }
         end
     end
     if type(v) == "string" and spec.pattern and not v:find(spec.pattern) then
-        return nil, path .. ": " .. (spec.pattern_message or "has an invalid format"), { tbl, key }
+        return nil, join(base, key) .. ": " .. (spec.pattern_message or "has an invalid format"),
+            { tbl, key }
     end
     return v
 end
@@ -165,7 +168,7 @@ validate = function(spec, value, path, as)
         local out = {}
         if spec.items then
             for i, item in ipairs(value) do
-                local v, err, at = check_value(spec.items, item, join(path, i), value, i)
+                local v, err, at = check_value(spec.items, item, path, value, i)
                 if err then return nil, err, at end
                 out[i] = v
             end
@@ -219,7 +222,7 @@ validate = function(spec, value, path, as)
                 out[k] = d
             end
         else
-            local cv, err, at = check_value(p, v, join(path, k), value, k)
+            local cv, err, at = check_value(p, v, path, value, k)
             if err then return nil, err, at end
             out[k] = cv
         end
