@@ -69,11 +69,18 @@ int tg_yaml_load_file(lua_State *L);
  * (nil, "unsupported" when it would have left the text to libyaml). */
 int tg_yaml_load_string(lua_State *L);
 
+/* Lua (field loadfile, not exported): loadfile(path) -> function | nil, err
+ * is Lua's loadfile, keeping the compiled chunk per process while the file
+ * is unchanged (device, inode, size, modification and change times; a file
+ * changed in the last two seconds is not kept), since every config load
+ * builds a new Lua state that loads the same modules and policies again.
+ * config.lua puts it before Lua's module searcher; policies.lua uses it. */
+
 /* Pushes the null sentinel: a light userdata whose value is NULL. */
 void tg_yaml_push_null(lua_State *L);
 
-/* Sets fields load_file, load_string and null in the table at the top of
- * the stack; the stack is otherwise unchanged. */
+/* Sets fields load_file, load_string, loadfile and null in the table at
+ * the top of the stack; the stack is otherwise unchanged. */
 void tg_yaml_register(lua_State *L);
 
 #endif

@@ -19,6 +19,22 @@
 --     tollgate = <the tollgate: section or {}>, warnings = { "..." } }
 
 local cyaml = require "tollgate.cyaml"
+
+-- The gateway's modules are loaded through cyaml.loadfile, which keeps a
+-- file's compiled chunk for as long as the file is unchanged: every config
+-- load (each reload) is a new Lua state that loads them all again. Before
+-- Lua's own searcher; a module it cannot load is left to that searcher
+-- (and its messages).
+if cyaml.loadfile and package.searchpath and not package.tollgate_searcher then
+    local loadfile_cached, searchpath = cyaml.loadfile, package.searchpath
+    package.tollgate_searcher = true
+    table.insert(package.loaders, 2, function(name)
+        local path = searchpath(name, package.path)
+        if not path then return nil end
+        return (loadfile_cached(path))
+    end)
+end
+
 local schema = require "tollgate.schema"
 
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber

@@ -44,8 +44,12 @@ function _M.find(name, dirs)
 end
 
 -- Loads a policy module from path; returns the module or nil, error.
+-- (cyaml.loadfile: Lua's loadfile, keeping the compiled chunk while the file
+-- is unchanged, since every reload loads the policies again)
+local load_chunk = cyaml.loadfile or loadfile
+
 function _M.load_file(path, name)
-    local chunk, err = loadfile(path)
+    local chunk, err = load_chunk(path)
     if not chunk then return nil, err end
     -- A policy's globals stay its own; reading falls back to _G.
     local env = setmetatable({}, { __index = _G })

@@ -242,3 +242,58 @@ describe("regexes compiled for a config", function()
     regex.jit = saved
   end)
 end)
+
+describe("Lua files the config uses, compiled once per process (cyaml.loadfile)", function()
+  local function write(path, text)
+    local f = assert(io.open(path, "wb"))
+    f:write(text)
+    f:close()
+  end
+
+  it("loads like loadfile: the chunk, its name, and loadfile's errors", function()
+    for _, path in ipairs { "policies/terminate.lua", "lua/tollgate/schema.lua" } do
+      for _ = 1, 2 do -- the second load may come from the kept bytecode
+        local chunk = assert(cyaml.loadfile(path))
+        assert.are.equal("@" .. path, debug.getinfo(chunk, "S").source)
+        local mod = chunk("terminate")
+        assert.is_table(mod)
+      end
+    end
+    local _, want = loadfile("/nonexistent/x.lua")
+    local f, err = cyaml.loadfile("/nonexistent/x.lua")
+    assert.is_nil(f)
+    assert.are.equal(want, err)
+    local bad = os.tmpname()
+    write(bad, "return {")
+    _, want = loadfile(bad)
+    f, err = cyaml.loadfile(bad)
+    os.remove(bad)
+    assert.is_nil(f)
+    assert.are.equal(want, err)
+  end)
+
+  it("an edit takes effect at once, even of the same size", function()
+    local path = os.tmpname()
+    for i = 1, 9 do
+      write(path, "return " .. i)
+      assert.are.equal(i, assert(cyaml.loadfile(path))())
+    end
+    os.remove(path)
+  end)
+
+  it("require goes through it and gives the same modules", function()
+    local found = false
+    for _, searcher in ipairs(package.loaders) do
+      if searcher ~= package.loaders[1] and debug.getinfo(searcher, "S").source:match("config%.lua$") then
+        found = true
+      end
+    end
+    assert.is_true(found)
+    local saved = package.loaded["tollgate.template"]
+    package.loaded["tollgate.template"] = nil
+    local t = require "tollgate.template"
+    package.loaded["tollgate.template"] = saved
+    assert.is_function(t.compile_template)
+    assert.are.equal(42, t.compile_expression("42")({}))
+  end)
+end)
