@@ -50,30 +50,50 @@ local function run_access(st, req)
     return true
 end
 
+-- The access phase of a pipeline as a chain of closures, one per step,
+-- each calling the next: the same as a loop over the steps, but without a
+-- loop. LuaJIT does not compile a loop entered inside a request's trace
+-- unless that loop is hot by itself, and a pipeline's steps loop turns only
+-- once or twice per request: with a loop, a whole request would be
+-- interpreted. Returns ran, nran: the steps that ran, when tracked.
+local function chain(pipe)
+    local steps = pipe.steps
+    local nxt = function(_, ran, nran) return ran, nran end
+    for i = #steps, 1, -1 do
+        local st, after = steps[i], nxt
+        nxt = function(req, ran, nran)
+            local ok, took = xpcall(run_access, handler, st, req)
+            if not ok then
+                fail(req, pipe, st, "access", took)
+                return ran, nran
+            end
+            if took and ran then
+                nran = nran + 1
+                ran[nran] = st
+            end
+            if req.responded then return ran, nran end
+            return after(req, ran, nran)
+        end
+    end
+    return nxt
+end
+
 -- Runs the pipeline. Returns false when no step ended the request (Express
 -- Gateway then tries the next matching route), true otherwise.
 function _M.run(pipe, req)
-    local steps = pipe.steps
-    local ran, nran
-    local track = pipe.has_response or pipe.has_log
-    if track then
-        ran, nran = {}, 0
-    elseif IN_GATEWAY then
-        req.tail = true -- nothing to run once a proxy is asked for (Request:proxy)
+    local access = pipe.access_chain
+    if not access then
+        access = chain(pipe)
+        pipe.access_chain = access
     end
-
-    for i = 1, #steps do
-        local st = steps[i]
-        local ok, took = xpcall(run_access, handler, st, req)
-        if not ok then
-            fail(req, pipe, st, "access", took)
-            break
+    local ran, nran
+    if pipe.has_response or pipe.has_log then
+        ran, nran = access(req, {}, 0)
+    else
+        if IN_GATEWAY then
+            req.tail = true -- nothing to run once a proxy is asked for (Request:proxy)
         end
-        if took and track then
-            nran = nran + 1
-            ran[nran] = st
-        end
-        if req.responded then break end
+        access(req)
     end
     if not req.responded then return false end
 

@@ -23,6 +23,12 @@ local gsub = string.gsub
 local YIELD_DONE = core.YIELD_DONE
 
 local _M = {}
+-- LuaJIT's trace limits, raised as OpenResty-based gateways do (APISIX):
+-- a request through a pipeline of a few policies is one trace when it fits
+-- (the defaults, 4000 IR instructions a trace, cut it into pieces glued by
+-- the interpreter).
+jit.opt.start("maxtrace=4000", "maxrecord=8000", "maxirconst=1000", "sizemcode=64",
+    "maxmcode=4000", "minstitch=2")
 -- TOLLGATE_JITV=file logs LuaJIT trace aborts (performance debugging)
 if os.getenv("TOLLGATE_JITV") then require("jit.v").start(os.getenv("TOLLGATE_JITV")) end
 
