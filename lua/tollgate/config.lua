@@ -25,9 +25,10 @@ local cyaml = require "tollgate.cyaml"
 -- load (each reload) is a new Lua state that loads them all again. Before
 -- Lua's own searcher; a module it cannot load is left to that searcher
 -- (and its messages).
-if cyaml.loadfile and package.searchpath and not package.tollgate_searcher then
+-- (package.tollgate_searcher: installed once per Lua state)
+if cyaml.loadfile and package.searchpath and not package.tollgate_searcher then -- luacheck: ignore 143
     local loadfile_cached, searchpath = cyaml.loadfile, package.searchpath
-    package.tollgate_searcher = true
+    package.tollgate_searcher = true -- luacheck: ignore 142
     table.insert(package.loaders, 2, function(name)
         local path = searchpath(name, package.path)
         if not path then return nil end

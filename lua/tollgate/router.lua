@@ -110,7 +110,18 @@ local function path_to_pcre(path)
     return table.concat(clean), keys
 end
 
-local SPECIAL = "[%*:%(%)%?%+%[%]%$%^\\|{}]"
+local SPECIAL_BYTE = {}
+for c in ("*:()?+[]$^\\|{}"):gmatch(".") do SPECIAL_BYTE[byte(c)] = true end
+
+-- Does path pattern p have a character with a meaning (one of *:()?+[]$^\|{})?
+-- A loop over the bytes: a reload builds thousands of path patterns, and a
+-- search with a Lua pattern costs several times more.
+local function has_special(p)
+    for i = 1, #p do
+        if SPECIAL_BYTE[byte(p, i)] then return true end
+    end
+    return false
+end
 
 -- Compiles one path of an endpoint into a matcher:
 --   kind "all"    everything; params[0] = the path
@@ -121,13 +132,13 @@ local function compile_path(p)
     if p == "*" then
         return { kind = "all" }
     end
-    if not find(p, SPECIAL) then
+    if not has_special(p) then
         local lp = lower(p)
         if sub(lp, -1) == "/" and #lp > 1 then lp = sub(lp, 1, -2) end
         return { kind = "exact", path = lp, path_slash = lp .. "/" }
     end
     local pre = p:match("^(.-)/%*$")
-    if pre and not find(pre, SPECIAL) then
+    if pre and not has_special(pre) then
         return { kind = "prefix", prefix = lower(pre) .. "/" }
     end
     local src, keys = path_to_pcre(p)
@@ -141,7 +152,7 @@ end
 local function first_segment(p)
     if sub(p, 1, 1) ~= "/" then return nil end
     local seg = p:match("^/([^/]*)")
-    if seg == "" or find(seg, SPECIAL) then return nil end
+    if seg == "" or has_special(seg) then return nil end
     -- "/a" matches "/a/" too, and "/a/*" needs "/a/", so the segment is exact
     return lower(seg)
 end
