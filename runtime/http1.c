@@ -35,22 +35,6 @@ const char *tg_http1_unchecked;
 
 /* ---- what lines and fields may hold ---------------------------------------- */
 
-/* RFC 9110 tchar, for field names. */
-static const uint8_t TOKEN[256] = {
-    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
-    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
-    ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
-    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
-    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
-    ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
-    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
-    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
-    ['y'] = 1, ['z'] = 1,
-};
-
 /* Field values: visible characters, obs-text, space and tab; no other
  * control characters (NUL, DEL...). Trailer fields only: a head's values
  * are covered by tg_http1_clean_head. */
@@ -66,10 +50,7 @@ int tg_http1_valid_value(const char *p, size_t n)
 
 int tg_http1_valid_name(const char *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (!TOKEN[(unsigned char) p[i]])
-            return 0;
-    return 1;
+    return tg_is_token(p, n);
 }
 
 /* Does the token p[0, n) equal lower (lower-case letters and '-')? For a

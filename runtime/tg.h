@@ -46,6 +46,15 @@ char *tg_strndup(const char *s, size_t len);
 
 /* Case-insensitive comparison of an ASCII slice against a lower-case name. */
 int tg_str_ieq(const char *p, size_t len, const char *lower, size_t lower_len);
+/* RFC 9110 tchar (1) or not (0), by byte; is p[0, n) all tchar? */
+extern const uint8_t tg_tchar[256];
+static inline int tg_is_token(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!tg_tchar[(unsigned char) p[i]])
+            return 0;
+    return 1;
+}
 
 /* Log levels; messages go to stderr, one line each. */
 enum tg_log_level { TG_LOG_ERROR, TG_LOG_WARN, TG_LOG_INFO, TG_LOG_DEBUG };

@@ -325,6 +325,18 @@ describe("jwt policy (unit)", function()
       assert_refused(p:run{ headers = { ["X-Token"] = tok } }, "no token", true)
     end)
 
+    -- "Bearer <token>" is taken apart without a pattern; anything else
+    -- falls back to the pattern, with the same answers
+    it("authBearer: a tab, a second word, an empty token", function()
+      local p = policy{ secretOrPublicKey = "s" }
+      assert_accepted(p:run{ headers = { Authorization = "Bearer\t" .. tok } }, "alice")
+      assert_refused(p:run{ headers = { Authorization = "Bearer " .. tok .. " x" } }, "no token", true)
+      assert_refused(p:run{ headers = { Authorization = "Bearer " .. tok .. "\tx" } }, "no token", true)
+      assert_refused(p:run{ headers = { Authorization = "Bearer  " } }, "no token", true)
+      assert_refused(p:run{ headers = { Authorization = "Bearerx " .. tok } }, "no token", true)
+      assert_refused(p:run{ headers = { Authorization = "Beare " .. tok } }, "no token", true)
+    end)
+
     it("header: the named header (any case), nothing else", function()
       local p = policy{ secretOrPublicKey = "s", jwtExtractor = "header", jwtExtractorField = "X-Api-Token" }
       assert_accepted(p:run{ headers = { ["x-api-token"] = tok } }, "alice")
