@@ -31,6 +31,8 @@ struct tg_conn {
     tg_buf_t rbuf;              /* [0, req.head_len) the head; [pos, len) unparsed */
     tg_buf_t wbuf;              /* response bytes not yet written */
     struct sockaddr_in6 peer;   /* client address (v4 as AF_INET in the same room) */
+    char ip[INET6_ADDRSTRLEN];  /* peer's address as text, made on first use (ip_len 0 before) */
+    uint8_t ip_len;
     tg_conn_t *prev, *next;     /* the worker's list of connections */
     unsigned nrequests;         /* requests started on this connection */
     uint16_t local_port;        /* the port the client connected to */

@@ -161,14 +161,19 @@ int tg_req_http_version(tg_req_t *r)
 
 const char *tg_req_client_ip(tg_req_t *r, size_t *len)
 {
-    static char ip[INET6_ADDRSTRLEN];
-    const struct sockaddr_in6 *sa = &r->conn->peer;
-    if (sa->sin6_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *) sa)->sin_addr, ip, sizeof(ip));
-    else
-        inet_ntop(AF_INET6, &sa->sin6_addr, ip, sizeof(ip));
-    *len = strlen(ip);
-    return ip;
+    tg_conn_t *c = r->conn;
+    if (c->ip_len == 0) {
+        /* once per connection: inet_ntop costs more than the rest of a
+         * rate limit keyed by the client's address */
+        const struct sockaddr_in6 *sa = &c->peer;
+        if (sa->sin6_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *) sa)->sin_addr, c->ip, sizeof(c->ip));
+        else
+            inet_ntop(AF_INET6, &sa->sin6_addr, c->ip, sizeof(c->ip));
+        c->ip_len = (uint8_t) strlen(c->ip);
+    }
+    *len = c->ip_len;
+    return c->ip;
 }
 
 const char *tg_req_id(tg_req_t *r, size_t *len)
