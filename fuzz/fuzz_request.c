@@ -20,6 +20,7 @@
  * upstream is exactly one message carrying the body's bytes.
  */
 #include "fuzz.h"
+#include "http1_int.h" /* tg_http1_name_kind: the kinds recorded must be the names' */
 
 enum { MODE_BUFFER, MODE_PROXY, MODE_DISCARD };
 
@@ -66,6 +67,12 @@ static void check_head(tg_conn_t *c)
         FUZZ_CHECK(!memchr(v, '\r', h->value_len) && !memchr(v, '\n', h->value_len) &&
                        !memchr(v, '\0', h->value_len),
                    "control character in header %u", i);
+        for (uint32_t k = 0; k < h->value_len; k++)
+            FUZZ_CHECK((unsigned char) v[k] >= 0x20 ? v[k] != 0x7f : v[k] == '\t',
+                       "control byte 0x%02x in header %u", (unsigned char) v[k], i);
+        FUZZ_CHECK(tg_is_token(c->rbuf.data + h->name, h->name_len), "header %u name", i);
+        FUZZ_CHECK(h->kind == tg_http1_name_kind(c->rbuf.data + h->name, h->name_len),
+                   "header %u kind %d", i, h->kind);
     }
 
     const char *t = tg_req_target(r, &n);

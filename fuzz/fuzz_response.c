@@ -21,6 +21,7 @@
  * exactly one message carrying the body a plain parser finds upstream.
  */
 #include "fuzz.h"
+#include "http1_int.h" /* tg_http1_name_kind: the kinds recorded must be the names' */
 
 /* runtime/testkit.c (exported for Lua, no header) */
 tg_req_t *tg_test_request(const char *raw, size_t len, const char *client, char *err,
@@ -111,6 +112,12 @@ static void check_head(tg_req_t *r)
         const tg_header_t *h = &px->headers.items[i];
         FUZZ_CHECK((uint64_t) h->name + h->name_len <= px->head_len, "header %u name", i);
         FUZZ_CHECK((uint64_t) h->value + h->value_len <= px->head_len, "header %u value", i);
+        const char *v = px->rbuf.data + h->value;
+        for (uint32_t k = 0; k < h->value_len; k++)
+            FUZZ_CHECK((unsigned char) v[k] >= 0x20 ? v[k] != 0x7f : v[k] == '\t',
+                       "control byte 0x%02x in header %u", (unsigned char) v[k], i);
+        FUZZ_CHECK(h->kind == tg_http1_name_kind(px->rbuf.data + h->name, h->name_len),
+                   "header %u kind %d", i, h->kind);
     }
     const char *name, *value;
     size_t nl, vl;
