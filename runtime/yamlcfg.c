@@ -918,10 +918,10 @@ static int marks_index(lua_State *L)
     return 1;
 }
 
-/* Pushes a new weak-keyed table. */
-static void push_weak(lua_State *L)
+/* Pushes a new weak-keyed table with room for n keys. */
+static void push_weak(lua_State *L, int n)
 {
-    lua_newtable(L);
+    lua_createtable(L, 0, n);
     lua_createtable(L, 0, 1);
     lua_pushliteral(L, "k");
     lua_setfield(L, -2, "__mode");
@@ -929,19 +929,22 @@ static void push_weak(lua_State *L)
 }
 
 /* Makes the tables a load fills (anchors, the three indexes, the records,
- * marks) in stack slots 2-7. */
-static void setup(lua_State *L, struct loader *ld)
+ * marks) in stack slots 2-7.  nlines, when known, sizes the indexes (a
+ * config has fewer mappings than lines, and fewer sequences than half of
+ * them: no index grows by rehashing every table it has). */
+static void setup(lua_State *L, struct loader *ld, size_t nlines)
 {
     int lines, mt;
+    int n = nlines > 1000000 ? 1000000 : (int)nlines;
 
     lua_settop(L, 1);
     lua_newtable(L);
     ld->anchors = lua_gettop(L);
-    push_weak(L);
+    push_weak(L, n / 2);
     ld->seqs = lua_gettop(L);
-    push_weak(L);
+    push_weak(L, n - n / 4);
     ld->maps = lua_gettop(L);
-    push_weak(L);
+    push_weak(L, n - n / 4);
     ld->keys = lua_gettop(L);
     ld->lines = lua_newuserdata(L, sizeof *ld->lines);
     memset(ld->lines, 0, sizeof *ld->lines);
@@ -982,7 +985,7 @@ static int build(lua_State *L)
     struct loader *ld = lua_touserdata(L, 1);
     yaml_mark_t mark;
 
-    setup(L, ld);
+    setup(L, ld, 0);
     expect(L, ld, YAML_STREAM_START_EVENT);
     if (next(L, ld)->type == YAML_STREAM_END_EVENT) {
         push_empty(L, ld, ld->event.start_mark);
@@ -1204,14 +1207,14 @@ static const char *fast_flow_collection(lua_State *L, struct loader *ld,
         give_up(L);
     luaL_checkstack(L, 8, "YAML nesting");
     stk_push(L, ld, (size_t)f->line);
-    lua_newtable(L);
+    lua_createtable(L, seq ? 2 : 0, seq ? 0 : 2); /* most have 1-2 */
     t = lua_gettop(L);
     if (seq) {
         lua_pushvalue(L, t);
         lua_pushinteger(L, -(lua_Integer)base - 1);
         lua_rawset(L, ld->seqs);
     } else {
-        lua_newtable(L);
+        lua_createtable(L, 2, 0);
         k = t + 1;
         index_map(L, ld, t, k, base);
     }
@@ -1343,9 +1346,9 @@ static void fast_block_map(lua_State *L, struct loader *ld, struct fast *f,
         give_up(L);
     luaL_checkstack(L, 8, "YAML nesting");
     stk_push(L, ld, (size_t)f->line);
-    lua_newtable(L);
+    lua_createtable(L, 0, 2);   /* most mappings have 1-2 keys */
     t = lua_gettop(L);
-    lua_newtable(L);
+    lua_createtable(L, 2, 0);
     k = t + 1;
     index_map(L, ld, t, k, base);
     for (;;) {
@@ -1405,7 +1408,7 @@ static void fast_block_seq(lua_State *L, struct loader *ld, struct fast *f,
         give_up(L);
     luaL_checkstack(L, 8, "YAML nesting");
     stk_push(L, ld, (size_t)f->line);
-    lua_newtable(L);
+    lua_createtable(L, 2, 0);
     t = lua_gettop(L);
     lua_pushvalue(L, t);
     lua_pushinteger(L, -(lua_Integer)base - 1);
@@ -1460,14 +1463,19 @@ static int fast_build(lua_State *L)
     struct loader *ld = lua_touserdata(L, 1);
     struct fast f;
     const unsigned char *c, *e;
+    size_t nlines = 1;
 
     /* printable ASCII and newlines only (no tabs, CR, UTF-8, controls) */
     c = (const unsigned char *)ld->src.text;
     e = c + ld->src.len;
-    for (; c < e; c++)
-        if ((*c < 0x20 && *c != '\n') || *c > 0x7e)
-            give_up(L);
-    setup(L, ld);
+    for (; c < e; c++) {
+        if (*c < 0x20 || *c > 0x7e) {
+            if (*c != '\n')
+                give_up(L);
+            nlines++;
+        }
+    }
+    setup(L, ld, nlines);
     memset(&f, 0, sizeof f);
     f.s = ld->src.text;
     f.end = f.s + ld->src.len;
