@@ -19,7 +19,7 @@ local EMPTY_SCHEMA = { properties = {} }
 -- timeouts of waits a client controls (tollgate.client)
 local CLIENT_WAITS = { "headTimeout", "bodyTimeout", "sendTimeout" }
 
-local function build_pipeline(pl, modules, env, ctx)
+local function build_pipeline(pl, modules, env_mt, ctx)
     local pipe = { name = pl.name, steps = {}, has_response = false, has_log = false }
     for pi, pol in ipairs(pl.policies) do
         local mod = pol.module or modules[pol.name]
@@ -45,7 +45,7 @@ local function build_pipeline(pl, modules, env, ctx)
             if mod.new then
                 -- the step's own view: its place in the config names its
                 -- state (rate-limit counters) so it is stable across reloads
-                local senv = setmetatable({ id = spath, pipeline = pl.name }, { __index = env })
+                local senv = setmetatable({ id = spath, pipeline = pl.name }, env_mt)
                 local ok, res, nerr, nkey = pcall(mod.new, conf, senv)
                 -- where to point: the key the constructor named (new may
                 -- return nil, err, key), else the step's action, else the
@@ -154,10 +154,11 @@ function _M.build(model)
     local env = { services = model.services, dir = model.dir, settings = s, file = model.file,
         watch = function(path) files[#files + 1] = path end,
         warn = function(msg) ctx:warn(msg) end }
+    local env_mt = { __index = env } -- each step's view falls back to env
     local pipelines = {}
     for _, ep in ipairs(model.endpoints) do ep.pipeline = nil end
     for _, pl in ipairs(model.pipelines) do
-        local pipe, err = build_pipeline(pl, modules, env, ctx)
+        local pipe, err = build_pipeline(pl, modules, env_mt, ctx)
         if not pipe then return nil, err end
         pipelines[#pipelines + 1] = pipe
         for i, name in ipairs(pl.endpoints) do
