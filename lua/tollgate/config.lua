@@ -306,6 +306,10 @@ end
 
 local ENDPOINT_KEYS = { host = true, hostRegex = true, paths = true, path = true,
     pathRegex = true, methods = true, scopes = true }
+local ENDPOINT_STRINGS = { "host", "hostRegex", "pathRegex" }
+local SERVICE_KEYS = { url = true, urls = true, proxyOptions = true }
+local PIPELINE_KEYS = { apiEndpoints = true, apiEndpoint = true, policies = true, policy = true }
+local STEP_KEYS = { action = true, condition = true }
 
 local function parse_endpoint(ctx, name, cfg, path, parent, key)
     if not is_map(cfg) then
@@ -314,7 +318,7 @@ local function parse_endpoint(ctx, name, cfg, path, parent, key)
     local ok, err = check_keys(ctx, cfg, ENDPOINT_KEYS, path)
     if not ok then return nil, err end
     local ep = { name = name, at = { cfg } }
-    for _, k in ipairs { "host", "hostRegex", "pathRegex" } do
+    for _, k in ipairs(ENDPOINT_STRINGS) do
         local v = cfg[k]
         if not is_null(v) then
             if type(v) ~= "string" then
@@ -405,7 +409,7 @@ local function parse_service(ctx, name, cfg, path, parent)
     if not is_map(cfg) then
         return nil, ctx:error(path .. ": expected a mapping with url or urls", parent, name)
     end
-    local ok, err = check_keys(ctx, cfg, { url = true, urls = true, proxyOptions = true }, path)
+    local ok, err = check_keys(ctx, cfg, SERVICE_KEYS, path)
     if not ok then return nil, err end
     local svc = { name = name, urls = {}, at = { cfg }, proxyOptions = cfg.proxyOptions }
     local urls
@@ -436,8 +440,7 @@ local function parse_pipeline(ctx, name, cfg, path, declared, parent)
         return nil, ctx:error(path .. ": expected a mapping with apiEndpoints and policies",
             parent, name)
     end
-    local ok, err = check_keys(ctx, cfg, { apiEndpoints = true, apiEndpoint = true,
-        policies = true, policy = true }, path)
+    local ok, err = check_keys(ctx, cfg, PIPELINE_KEYS, path)
     if not ok then return nil, err end
     local pl = { name = name, endpoints = {}, policies = {}, at = { cfg } }
     local eps = cfg.apiEndpoints
@@ -509,7 +512,7 @@ local function parse_pipeline(ctx, name, cfg, path, declared, parent)
                 return nil, ctx:error(spath .. ": expected a mapping with action and condition",
                     steps_cfg, j)
             end
-            ok, err = check_keys(ctx, step, { action = true, condition = true }, spath)
+            ok, err = check_keys(ctx, step, STEP_KEYS, spath)
             if not ok then return nil, err end
             local cond = step.condition
             if is_null(cond) then cond = nil end
