@@ -171,6 +171,8 @@ function Ctx:is_seq(tbl)
     return m ~= nil and m.__keys == nil
 end
 
+local function by_text(a, b) return tostring(a) < tostring(b) end
+
 -- Keys of a mapping in declaration order (YAML keeps it in marks; a Lua
 -- table has none, so its keys are sorted).
 function Ctx:keys(tbl)
@@ -184,7 +186,7 @@ function Ctx:keys(tbl)
     if mt and mt.__keys then return mt.__keys end
     ks = {}
     for k in pairs(tbl) do ks[#ks + 1] = k end
-    sort(ks, function(a, b) return tostring(a) < tostring(b) end)
+    sort(ks, by_text)
     return ks
 end
 
@@ -435,6 +437,14 @@ local function parse_service(ctx, name, cfg, path, parent)
     return svc
 end
 
+-- A Lua config's inline access function as a policy entry. (A closure made
+-- here, not in parse_pipeline: a function that makes closures closes
+-- upvalues at every return and loop turn, which LuaJIT does not compile.)
+local function inline_entry(fn, n)
+    return { policy = { name = "inline", access = function(_, req) return fn(req) end },
+        name = "inline" .. n }
+end
+
 local function parse_pipeline(ctx, name, cfg, path, declared, parent)
     if not is_map(cfg) then
         return nil, ctx:error(path .. ": expected a mapping with apiEndpoints and policies",
@@ -465,9 +475,7 @@ local function parse_pipeline(ctx, name, cfg, path, declared, parent)
         -- action = ..., condition = ... } with a module table
         if type(entry) == "function" then
             ninline = ninline + 1
-            local fn = entry
-            entry = { policy = { name = "inline", access = function(_, req) return fn(req) end },
-                name = "inline" .. ninline }
+            entry = inline_entry(entry, ninline)
         end
         if type(entry) == "table" and type(entry.policy) == "table" then
             local mod = entry.policy

@@ -42,6 +42,9 @@ _M.is_null = is_null
 local function is_array(t)
     if type(t) ~= "table" then return false end
     local n = #t
+    -- a mapping (or an empty table) is told without a loop: configs ask
+    -- this of every mapping, and a loop left at once aborts the JIT's trace
+    if n == 0 then return next(t) == nil end
     for k in pairs(t) do
         if type(k) ~= "number" or k < 1 or k > n or k ~= floor(k) then
             return false
