@@ -26,7 +26,10 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/inotify.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -383,6 +386,119 @@ static int same_listeners(const tg_settings_t *a, const tg_settings_t *b)
     return 1;
 }
 
+/* ---- the check's memory -------------------------------------------------------
+ *
+ * The check builds a whole Lua state, with the collector stopped, and
+ * closes it: nothing is freed until the end, when everything is. So its
+ * state takes memory from an arena: an allocation is a pointer bump, a
+ * free does nothing (the arena is reset once the state is closed), and
+ * the arena's pages stay mapped from one check to the next, so a check
+ * does not fault in 12 MB of fresh pages (1,000 routes) and closing the
+ * state frees nothing one by one. About a third of a check's CPU. Only
+ * for this state: one that serves requests frees garbage as it goes. */
+
+#define ARENA_CHUNK ((size_t) 8 << 20)
+#define ARENA_KEEP ((size_t) 64 << 20) /* mapped between checks, at most */
+
+typedef struct arena_chunk {
+    struct arena_chunk *next;
+    size_t size, used;
+} arena_chunk_t;
+
+static struct {
+    arena_chunk_t *head, *cur; /* cur: the chunk being filled (in head's list) */
+    void *last;                /* the latest block: it may grow in place */
+} arena;
+
+#define ARENA_ALIGN(n) (((n) + 15) & ~(size_t) 15)
+
+/* Makes the next chunk of the list (or a new one) with room for n bytes
+ * the current one. */
+static int arena_next_chunk(size_t n)
+{
+    size_t head = ARENA_ALIGN(sizeof(arena_chunk_t));
+    arena_chunk_t **pp = arena.cur ? &arena.cur->next : &arena.head;
+    while (*pp && (*pp)->size - head < n)
+        pp = &(*pp)->next;
+    if (*pp == NULL) {
+        size_t size = n + head > ARENA_CHUNK ? (n + head + 4095) & ~(size_t) 4095 : ARENA_CHUNK;
+        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return -1;
+        arena_chunk_t *c = p;
+        c->size = size;
+        c->next = NULL;
+        *pp = c;
+    }
+    arena_chunk_t *c = *pp;
+    if (c != (arena.cur ? arena.cur->next : arena.head)) {
+        /* a big enough chunk further down the list: move it up */
+        *pp = c->next;
+        arena_chunk_t **at = arena.cur ? &arena.cur->next : &arena.head;
+        c->next = *at;
+        *at = c;
+    }
+    c->used = head;
+    arena.cur = c;
+    return 0;
+}
+
+/* lua_Alloc over the arena. */
+static void *arena_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void) ud;
+    if (nsize == 0)
+        return NULL;
+    size_t n = ARENA_ALIGN(nsize);
+    arena_chunk_t *c = arena.cur;
+    if (ptr != NULL) {
+        if (ptr == arena.last && (size_t) ((char *) ptr - (char *) c) + n <= c->size) {
+            c->used = (size_t) ((char *) ptr - (char *) c) + n; /* the latest block grows */
+            return ptr;
+        }
+        if (nsize <= osize)
+            return ptr;
+    }
+    if (c == NULL || c->size - c->used < n) {
+        if (arena_next_chunk(n) != 0)
+            return NULL; /* Lua's out-of-memory error */
+        c = arena.cur;
+    }
+    void *p = (char *) c + c->used;
+    c->used += n;
+    if (ptr != NULL)
+        memcpy(p, ptr, osize);
+    arena.last = p;
+    return p;
+}
+
+/* After the state is closed: everything is free again; chunks past
+ * ARENA_KEEP are unmapped. */
+static void arena_reset(void)
+{
+    size_t kept = 0;
+    arena_chunk_t **pp = &arena.head;
+    while (*pp) {
+        arena_chunk_t *c = *pp;
+        if (kept + c->size > ARENA_KEEP) {
+            *pp = c->next;
+            munmap(c, c->size);
+        } else {
+            kept += c->size;
+            pp = &c->next;
+        }
+    }
+    arena.cur = NULL;
+    arena.last = NULL;
+}
+
+static int check_panic(lua_State *L)
+{
+    tg_log_error("config check: unprotected Lua error: %s",
+                 lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+    abort();
+}
+
 /* The check a reload starts with: the whole load, as `-t` does. */
 typedef struct {
     tg_settings_t *next;
@@ -398,9 +514,17 @@ static void *check_config(void *arg)
      * what they leave instead of a slice of one worker's core. A thread's
      * own nice value applies to it alone (Linux), and it ends with it. */
     setpriority(PRIO_PROCESS, (id_t) syscall(SYS_gettid), 10);
-    lua_State *L = tg_lua_new();
+    /* (a LuaJIT without GC64 takes no allocator on 64-bit: its own then) */
+    lua_State *L = lua_newstate(arena_alloc, NULL);
+    if (L != NULL) {
+        lua_atpanic(L, check_panic);
+        tg_lua_open(L, NULL);
+    } else {
+        L = tg_lua_new();
+    }
     c->rc = tg_lua_load_config(L, config, c->next, 0, &c->err);
     tg_lua_close(L);
+    arena_reset();
     return NULL;
 }
 
