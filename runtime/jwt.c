@@ -203,37 +203,60 @@ int tg_jwt_key_algs(const tg_jwt_key_t *k)
 
 /* ---- helpers --------------------------------------------------------------- */
 
-/* base64url without padding (RFC 7515); returns the length or -1. */
+/* base64url digit values; 255: not a base64url character. */
+static const uint8_t B64URL[256] = {
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,  62, 255, 255,
+     52,  53,  54,  55,  56,  57,  58,  59,  60,  61, 255, 255, 255, 255, 255, 255,
+    255,   0,   1,   2,   3,   4,   5,   6,   7,   8,   9,  10,  11,  12,  13,  14,
+     15,  16,  17,  18,  19,  20,  21,  22,  23,  24,  25, 255, 255, 255, 255,  63,
+    255,  26,  27,  28,  29,  30,  31,  32,  33,  34,  35,  36,  37,  38,  39,  40,
+     41,  42,  43,  44,  45,  46,  47,  48,  49,  50,  51, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+};
+
+/* base64url without padding (RFC 7515); returns the length or -1. Four
+ * characters (three bytes) at a time: one OR of the four digit values
+ * tells whether any of them was invalid. */
 static ssize_t b64url_decode(const char *in, size_t n, unsigned char *out)
 {
-    static int8_t map[256];
-    static int ready;
-    if (!ready) {
-        memset(map, -1, sizeof(map));
-        const char *a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        for (int i = 0; i < 64; i++)
-            map[(unsigned char) a[i]] = (int8_t) i;
-        ready = 1;
-    }
+    const unsigned char *p = (const unsigned char *) in;
+    size_t i = 0, o = 0;
+
     if (n % 4 == 1)
         return -1;
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = map[(unsigned char) in[i]];
-        if (v < 0)
+    for (; i + 4 <= n; i += 4) {
+        uint32_t a = B64URL[p[i]], b = B64URL[p[i + 1]], c = B64URL[p[i + 2]],
+                 d = B64URL[p[i + 3]];
+        if ((a | b | c | d) & 0x80)
             return -1;
-        acc = (acc << 6) | (uint32_t) v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char) (acc >> bits);
-        }
+        uint32_t v = a << 18 | b << 12 | c << 6 | d;
+        out[o] = (unsigned char) (v >> 16);
+        out[o + 1] = (unsigned char) (v >> 8);
+        out[o + 2] = (unsigned char) v;
+        o += 3;
     }
-    /* leftover bits must be zero (canonical encoding) */
-    if (bits && (acc & ((1u << bits) - 1)))
-        return -1;
+    if (i < n) {
+        /* two or three characters left: one or two bytes, and the bits
+         * past them must be zero (canonical encoding) */
+        uint32_t a = B64URL[p[i]], b = B64URL[p[i + 1]], c = n - i == 3 ? B64URL[p[i + 2]] : 0;
+        if ((a | b | c) & 0x80)
+            return -1;
+        uint32_t v = a << 18 | b << 12 | c << 6;
+        out[o++] = (unsigned char) (v >> 16);
+        if (n - i == 3)
+            out[o++] = (unsigned char) (v >> 8);
+        if (v & (n - i == 3 ? 0xffu : 0xffffu))
+            return -1;
+    }
     return (ssize_t) o;
 }
 

@@ -1675,6 +1675,41 @@ static void case_jwk_set(void)
     end();
 }
 
+/* The base64url decoder (four characters at a time, then a tail of two or
+ * three): every length round-trips, and invalid or non-canonical input is
+ * refused wherever it sits. */
+static void case_b64url(void)
+{
+    begin("b64url: round trips of 0..64 bytes; bad characters and trailing bits refused");
+    unsigned char data[64], out[64];
+    for (int i = 0; i < 64; i++)
+        data[i] = (unsigned char) (i * 37 + 11);
+    for (size_t n = 0; n <= 64; n++) {
+        char *e = b64url(data, n);
+        size_t el = strlen(e);
+        ssize_t got = tg_jwt_b64url_decode(e, el, out);
+        if (got != (ssize_t) n || memcmp(out, data, n) != 0)
+            note("#   %zu bytes: decoded %zd\n", n, got);
+        for (size_t k = 0; k < el; k++) {
+            char saved = e[k];
+            const char bad[] = { '=', '+', '/', '.', ' ', '\0', (char) 0x80 };
+            for (size_t b = 0; b < sizeof(bad); b++) {
+                e[k] = bad[b];
+                if (tg_jwt_b64url_decode(e, el, out) != -1)
+                    note("#   %zu bytes: 0x%02x at %zu accepted\n", n, (unsigned char) bad[b], k);
+            }
+            e[k] = saved;
+        }
+    }
+    EXPECT(tg_jwt_b64url_decode("QQ", 2, out) == 1 && out[0] == 0x41);
+    EXPECT(tg_jwt_b64url_decode("QR", 2, out) == -1);   /* low bits of R set */
+    EXPECT(tg_jwt_b64url_decode("QUI", 3, out) == 2);
+    EXPECT(tg_jwt_b64url_decode("QUJ", 3, out) == -1);
+    EXPECT(tg_jwt_b64url_decode("QUJD", 4, out) == 3 && memcmp(out, "ABC", 3) == 0);
+    EXPECT(tg_jwt_b64url_decode("QUJDR", 5, out) == -1); /* n % 4 == 1 */
+    end();
+}
+
 int main(void)
 {
     key_rsa(&rsa, 2048, 2);
@@ -1697,6 +1732,7 @@ int main(void)
     case_jwk_refused();
     case_jwk_set();
     case_reason_text();
+    case_b64url();
     case_fuzz();
     case_leaks();
 
