@@ -333,6 +333,20 @@ int tg_hdr_edit(tg_req_t *r, int which, int op, const char *name, size_t len, co
     return TG_OK;
 }
 
+int tg_hdr_edit_int(tg_req_t *r, int which, int op, const char *name, size_t len, int64_t v)
+{
+    char buf[24];
+    size_t i = sizeof(buf);
+    uint64_t u = v < 0 ? 0 - (uint64_t) v : (uint64_t) v;
+    do {
+        buf[--i] = (char) ('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        buf[--i] = '-';
+    return tg_hdr_edit(r, which, op, name, len, buf + i, sizeof(buf) - i);
+}
+
 /* Iterates the effective header list: originals not replaced by an edit,
  * then the SET/ADD edits. Returns the next cursor, or -1 at the end. */
 int tg_hdr_next(tg_req_t *r, int which, int i, const char **name, size_t *nlen,

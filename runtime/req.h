@@ -242,6 +242,10 @@ TG_EXPORT const char *tg_hdr_get(tg_req_t *r, int which, const char *name, size_
                                  size_t *vlen);
 TG_EXPORT int tg_hdr_edit(tg_req_t *r, int which, int op, const char *name, size_t len,
                           const char *value, size_t vlen);
+/* An edit whose value is the integer v in decimal (what Lua's tostring gives
+ * for integers below 1e14), without making a Lua string for it. */
+TG_EXPORT int tg_hdr_edit_int(tg_req_t *r, int which, int op, const char *name, size_t len,
+                              int64_t v);
 TG_EXPORT int tg_hdr_next(tg_req_t *r, int which, int i, const char **name, size_t *nlen,
                           const char **value, size_t *vlen);
 TG_EXPORT int tg_resp_status(tg_req_t *r);

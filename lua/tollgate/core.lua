@@ -25,6 +25,7 @@ int tg_req_tls_verified(tg_req_t *r);
 const char *tg_hdr_get(tg_req_t *r, int which, const char *name, size_t len, size_t *vlen);
 int tg_hdr_edit(tg_req_t *r, int which, int op, const char *name, size_t len,
                 const char *value, size_t vlen);
+int tg_hdr_edit_int(tg_req_t *r, int which, int op, const char *name, size_t len, int64_t v);
 int tg_hdr_next(tg_req_t *r, int which, int i, const char **name, size_t *nlen,
                 const char **value, size_t *vlen);
 int tg_resp_status(tg_req_t *r);
@@ -148,7 +149,7 @@ local _M = {
         "tg_req_method", "tg_req_method_name", "tg_req_target", "tg_req_path",
         "tg_req_query", "tg_req_host", "tg_req_http_version", "tg_req_client_ip",
         "tg_req_id", "tg_req_start_time", "tg_req_scheme", "tg_req_tls_verified",
-        "tg_hdr_get", "tg_hdr_edit", "tg_hdr_next",
+        "tg_hdr_get", "tg_hdr_edit", "tg_hdr_edit_int", "tg_hdr_next",
         "tg_resp_status", "tg_resp_set_status", "tg_resp_set_body", "tg_req_set_route",
         "tg_req_proxy", "tg_req_proxy_error", "tg_req_proxy_failed", "tg_req_sleep", "tg_peer_get", "tg_now",
         "tg_tls_client_get", "tg_call_new", "tg_call_status", "tg_call_free",

@@ -57,10 +57,19 @@ local function edit_header(r, which, op, name, value)
     if type(name) ~= "string" then
         error("header name must be a string", 3)
     end
-    if op ~= HDR_DEL then
-        value = tostring(value)
+    local rc
+    if type(value) == "number" and value >= 0 and value < 1e14 and value % 1 == 0 and
+            (value > 0 or 1 / value > 0) then
+        -- an integer (rate-limit counts, times): written by C as tostring
+        -- would, without a Lua string made and formatted for it
+        rc = C.tg_hdr_edit_int(r, which, op, name, #name, value)
+    else
+        if op ~= HDR_DEL then
+            value = tostring(value)
+        end
+        rc = C.tg_hdr_edit(r, which, op, name, #name, value, value and #value or 0)
     end
-    if C.tg_hdr_edit(r, which, op, name, #name, value, value and #value or 0) ~= 0 then
+    if rc ~= 0 then
         error("invalid header " .. name .. ": names are tokens and values have no CR, LF or NUL", 3)
     end
 end
