@@ -349,3 +349,23 @@ return {
     end)
   end
 end)
+
+-- Integers go to C as numbers (tg_hdr_edit_int); everything else through
+-- tostring. Either way a header says what tostring says.
+describe("unit mode: numbers as header values", function()
+  local VALUES = { 5, 0, -0.0, -7, 1.5, 1e13, 99999999999999, 1e14, 1e15, 2 ^ 53, 0 / 0, math.huge }
+
+  it("are written as tostring writes them, request and response", function()
+    local p = testing.policy({ name = "numbers", access = function(_, req)
+      for i, v in ipairs(VALUES) do
+        req:set_header("x-n" .. i, v)
+        req.response:set_header("x-n" .. i, v)
+      end
+    end })
+    local res = p:run{ path = "/" }
+    for i, v in ipairs(VALUES) do
+      assert.equal(tostring(v), res.upstream.headers["x-n" .. i], "request header for " .. tostring(v))
+      assert.equal(tostring(v), res.headers["x-n" .. i], "response header for " .. tostring(v))
+    end
+  end)
+end)
