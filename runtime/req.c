@@ -267,11 +267,6 @@ const char *tg_hdr_get(tg_req_t *r, int which, const char *name, size_t len, siz
     return NULL;
 }
 
-static int valid_name(const char *p, size_t len)
-{
-    return len > 0 && len <= 255 && tg_is_token(p, len);
-}
-
 static int valid_value(const char *p, size_t len)
 {
     /* no CR, LF or NUL: the one byte class test per byte the compiler can
@@ -293,15 +288,22 @@ int tg_hdr_edit(tg_req_t *r, int which, int op, const char *name, size_t len, co
         vlen = 0;
     else if (!valid_value(value, vlen))
         return TG_ERROR;
-    if (!valid_name(name, len))
+    if (len == 0 || len > 255)
         return TG_ERROR;
-    /* one allocation: the lower-cased name, the name as given, the value */
+    /* one allocation: the lower-cased name, the name as given, the value;
+     * the name is checked (tokens only) as it is copied */
     char *lname = tg_arena_alloc(&r->arena, 2 * len + vlen + 3);
     char *out_name = lname + len + 1, *val = out_name + len + 1;
-    for (size_t i = 0; i < len; i++)
-        lname[i] = (char) ((name[i] >= 'A' && name[i] <= 'Z') ? name[i] | 0x20 : name[i]);
+    unsigned bad = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char) name[i];
+        bad |= tg_tchar[c] ^ 1u;
+        out_name[i] = (char) c;
+        lname[i] = (char) ((unsigned) (c - 'A') < 26u ? c | 0x20 : c);
+    }
+    if (bad)
+        return TG_ERROR; /* the arena space is reclaimed with the request */
     lname[len] = '\0';
-    memcpy(out_name, name, len);
     out_name[len] = '\0';
     if (vlen)
         memcpy(val, value, vlen);
@@ -310,9 +312,12 @@ int tg_hdr_edit(tg_req_t *r, int which, int op, const char *name, size_t len, co
     if (op != TG_HDR_ADD) {
         /* SET and DEL supersede every earlier edit of the name. */
         uint32_t k = 0;
-        for (uint32_t i = 0; i < e->n; i++)
-            if (!(e->items[i].name_len == len && memcmp(e->items[i].name, lname, len) == 0))
-                e->items[k++] = e->items[i];
+        for (uint32_t i = 0; i < e->n; i++) {
+            const tg_hedit_t *h = &e->items[i];
+            if (!(h->name_len == len && h->name[len - 1] == lname[len - 1] &&
+                  memcmp(h->name, lname, len) == 0))
+                e->items[k++] = *h;
+        }
         e->n = k;
     }
     if (e->n == e->cap) {

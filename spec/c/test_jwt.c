@@ -1700,6 +1700,7 @@ static void case_b64url(void)
             }
             e[k] = saved;
         }
+        free(e);
     }
     EXPECT(tg_jwt_b64url_decode("QQ", 2, out) == 1 && out[0] == 0x41);
     EXPECT(tg_jwt_b64url_decode("QR", 2, out) == -1);   /* low bits of R set */
