@@ -294,16 +294,14 @@ int tg_hdr_edit(tg_req_t *r, int which, int op, const char *name, size_t len, co
      * the name is checked (tokens only) as it is copied */
     char *lname = tg_arena_alloc(&r->arena, 2 * len + vlen + 3);
     char *out_name = lname + len + 1, *val = out_name + len + 1;
-    unsigned bad = 0;
     for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char) name[i];
-        bad |= tg_tchar[c] ^ 1u;
-        out_name[i] = (char) c;
-        lname[i] = (char) ((unsigned) (c - 'A') < 26u ? c | 0x20 : c);
+        uint8_t lc = tg_tchar[(unsigned char) name[i]];
+        if (lc == 0)
+            return TG_ERROR; /* the arena space is reclaimed with the request */
+        lname[i] = (char) lc;
     }
-    if (bad)
-        return TG_ERROR; /* the arena space is reclaimed with the request */
     lname[len] = '\0';
+    memcpy(out_name, name, len);
     out_name[len] = '\0';
     if (vlen)
         memcpy(val, value, vlen);

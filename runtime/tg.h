@@ -46,7 +46,8 @@ char *tg_strndup(const char *s, size_t len);
 
 /* Case-insensitive comparison of an ASCII slice against a lower-case name. */
 int tg_str_ieq(const char *p, size_t len, const char *lower, size_t lower_len);
-/* RFC 9110 tchar (1) or not (0), by byte; is p[0, n) all tchar? */
+/* By byte: the tchar (RFC 9110) lower-cased, or 0 for any other byte. Is
+ * p[0, n) all tchar? */
 extern const uint8_t tg_tchar[256];
 static inline int tg_is_token(const char *p, size_t n)
 {
