@@ -106,7 +106,7 @@ $(BUILD):
 	mkdir -p $(BUILD) $(BUILD)/spec $(BUILD)/pic
 
 # C unit tests include the .c file they test.
-$(BUILD)/spec/%: spec/c/%.c $(SRCS) $(HDRS) | $(BUILD)
+$(BUILD)/spec/%: spec/c/%.c spec/c/tap.h $(SRCS) $(HDRS) | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -O1 -fsanitize=address,undefined -iquote runtime -o $@ $< \
 	    $(LDLIBS) -fsanitize=address,undefined
 

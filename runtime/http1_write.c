@@ -46,19 +46,27 @@ static void put_u64(tg_buf_t *b, uint64_t v)
 
 /* ---- header name classes ----------------------------------------------- */
 
+/* The next token of a Connection value v[0, vl) from *i (commas and
+ * whitespace between): its start in *s and its length; 0 at the end. */
+static size_t next_token(const char *v, size_t vl, size_t *i, size_t *s)
+{
+    size_t k = *i;
+    while (k < vl && (v[k] == ' ' || v[k] == '\t' || v[k] == ','))
+        k++;
+    *s = k;
+    while (k < vl && v[k] != ',' && v[k] != ' ' && v[k] != '\t')
+        k++;
+    *i = k;
+    return k - *s;
+}
+
 /* Is name listed as a token of the Connection header value v? */
 static int in_connection(const char *v, size_t vl, const char *n, size_t nl)
 {
-    size_t i = 0;
-    while (i < vl) {
-        while (i < vl && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        size_t s = i;
-        while (i < vl && v[i] != ',' && v[i] != ' ' && v[i] != '\t')
-            i++;
-        if (i - s == nl && strncasecmp(v + s, n, nl) == 0)
+    size_t i = 0, s, len;
+    while ((len = next_token(v, vl, &i, &s)) != 0)
+        if (len == nl && strncasecmp(v + s, n, nl) == 0)
             return 1;
-    }
     return 0;
 }
 
@@ -114,16 +122,10 @@ void tg_http1_body(tg_buf_t *out, const char *p, size_t n, int chunked)
  * header anyway)? Then headers must be checked against it. */
 static int connection_names_more(const char *v, size_t vl)
 {
-    size_t i = 0;
-    while (i < vl) {
-        while (i < vl && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        size_t s = i;
-        while (i < vl && v[i] != ',' && v[i] != ' ' && v[i] != '\t')
-            i++;
-        if (i > s && !(i - s == 10 && strncasecmp(v + s, "keep-alive", 10) == 0))
+    size_t i = 0, s, len;
+    while ((len = next_token(v, vl, &i, &s)) != 0)
+        if (!(len == 10 && strncasecmp(v + s, "keep-alive", 10) == 0))
             return 1;
-    }
     return 0;
 }
 

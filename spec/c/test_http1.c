@@ -22,15 +22,7 @@ tg_header_t *tg_headers_push(tg_arena_t *a, tg_headers_t *h)
     abort();
 }
 
-static int count, failures;
-
-static void report(int ok, const char *desc)
-{
-    count++;
-    printf("%s %d - %s\n", ok ? "ok" : "not ok", count, desc);
-    if (!ok)
-        failures++;
-}
+#include "tap.h"
 
 /* head with the byte at offset `at` replaced by ch (at < 0: unchanged). */
 static int clean_with(const char *head, long at, char ch)
@@ -122,6 +114,5 @@ int main(void)
 {
     clean_head();
     name_kind();
-    printf("1..%d\n", count);
-    return failures ? 1 : 0;
+    return tap_done();
 }

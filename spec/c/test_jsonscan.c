@@ -10,15 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static int count, failures;
-
-static void report(int ok, const char *desc)
-{
-    count++;
-    printf("%s %d - %s\n", ok ? "ok" : "not ok", count, desc);
-    if (!ok)
-        failures++;
-}
+#include "tap.h"
 
 static int scan(const char *text, tg_json_member_t *m, int n)
 {
@@ -148,6 +140,5 @@ int main(void)
     depth();
     members();
     unescape();
-    printf("1..%d\n", count);
-    return failures ? 1 : 0;
+    return tap_done();
 }
