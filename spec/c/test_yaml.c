@@ -11,6 +11,7 @@
  *       -lyaml -lluajit-5.1 -lm && /tmp/test_yaml
  */
 #include "../../runtime/yamlcfg.c"
+#include "../../runtime/chunkcache.c"
 
 #include <lualib.h>
 
