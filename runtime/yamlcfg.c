@@ -1194,6 +1194,32 @@ static const char *skip_quoted(lua_State *L, const struct fast *f,
 static const char *fast_flow(lua_State *L, struct loader *ld, struct fast *f,
                              const char *q, int depth);
 
+/* A plain mapping key a..b, scanned up to q, which must be its ':': pushed.
+ * An empty or over-long key, or the merge key "<<", is left to libyaml. */
+static void fast_plain_key(lua_State *L, const struct fast *f, const char *q,
+                           const char *a, const char *b)
+{
+    if (q >= f->le || *q != ':' || b == a || b - a > FAST_MAX_KEY ||
+        (b - a == 2 && a[0] == '<' && a[1] == '<'))
+        give_up(L);
+    lua_pushlstring(L, a, (size_t)(b - a));
+}
+
+/* The key on the stack's top becomes mapping t's key number ++*n in its key
+ * list k, with its line mark; a duplicate is left to libyaml (its message). */
+static void fast_add_key(lua_State *L, struct loader *ld, const struct fast *f,
+                         int t, int k, int *n)
+{
+    lua_pushvalue(L, -1);
+    lua_rawget(L, t);
+    if (!lua_isnil(L, -1))
+        give_up(L);
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, k, ++*n);
+    stk_push(L, ld, (size_t)f->line);
+}
+
 /* Pushes a flow sequence or mapping, all on the current line, at q. */
 static const char *fast_flow_collection(lua_State *L, struct loader *ld,
                                         struct fast *f, const char *q,
@@ -1237,21 +1263,11 @@ static const char *fast_flow_collection(lua_State *L, struct loader *ld,
                         give_up(L);
                 } else {
                     q = scan_plain(L, f, q, 1, &a, &b);
-                    if (q >= f->le || *q != ':' || b == a || b - a > FAST_MAX_KEY ||
-                        (b - a == 2 && a[0] == '<' && a[1] == '<'))
-                        give_up(L);
-                    lua_pushlstring(L, a, (size_t)(b - a));
+                    fast_plain_key(L, f, q, a, b);
                 }
                 if (q + 1 >= f->le || q[1] != ' ')
                     give_up(L);
-                lua_pushvalue(L, -1);
-                lua_rawget(L, t);
-                if (!lua_isnil(L, -1))
-                    give_up(L);         /* duplicate: libyaml's message */
-                lua_pop(L, 1);
-                lua_pushvalue(L, -1);
-                lua_rawseti(L, k, ++n);
-                stk_push(L, ld, (size_t)f->line);
+                fast_add_key(L, ld, f, t, k, &n);
                 q = skip_spaces(f, q + 1);
                 if (q >= f->le || *q == ',' || *q == '}')
                     give_up(L);
@@ -1362,19 +1378,9 @@ static void fast_block_map(lua_State *L, struct loader *ld, struct fast *f,
             if (is_dash_entry(f, q))
                 give_up(L);
             q = scan_plain(L, f, q, 0, &a, &b);
-            if (q >= f->le || *q != ':' || b == a || b - a > FAST_MAX_KEY ||
-                (b - a == 2 && a[0] == '<' && a[1] == '<'))
-                give_up(L);
-            lua_pushlstring(L, a, (size_t)(b - a));
+            fast_plain_key(L, f, q, a, b);
         }
-        lua_pushvalue(L, -1);
-        lua_rawget(L, t);
-        if (!lua_isnil(L, -1))
-            give_up(L);                 /* duplicate: libyaml's message */
-        lua_pop(L, 1);
-        lua_pushvalue(L, -1);
-        lua_rawseti(L, k, ++nkeys);
-        stk_push(L, ld, (size_t)f->line);
+        fast_add_key(L, ld, f, t, k, &nkeys);
         q = skip_spaces(f, q + 1);
         if (fast_eol(f, q)) {
             /* the value is on the next lines, or null */
