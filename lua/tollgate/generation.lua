@@ -5,6 +5,7 @@
 -- go through build(), so what one accepts the others accept.
 
 local conditions = require "tollgate.conditions"
+local pipeline = require "tollgate.pipeline"
 local policies = require "tollgate.policies"
 local router = require "tollgate.router"
 local schema = require "tollgate.schema"
@@ -20,7 +21,7 @@ local EMPTY_SCHEMA = { properties = {} }
 local CLIENT_WAITS = { "headTimeout", "bodyTimeout", "sendTimeout" }
 
 local function build_pipeline(pl, modules, env_mt, ctx)
-    local pipe = { name = pl.name, steps = {}, has_response = false, has_log = false }
+    local steps = {}
     for pi, pol in ipairs(pl.policies) do
         local mod = pol.module or modules[pol.name]
         for si, step in ipairs(pol.steps) do
@@ -76,12 +77,10 @@ local function build_pipeline(pl, modules, env_mt, ctx)
             end
             local st = { name = pol.name, policy = mod, inst = inst, cond = cond,
                 access = mod.access, response = mod.response, log = mod.log }
-            pipe.steps[#pipe.steps + 1] = st
-            pipe.has_response = pipe.has_response or mod.response ~= nil
-            pipe.has_log = pipe.has_log or mod.log ~= nil
+            steps[#steps + 1] = st
         end
     end
-    return pipe
+    return pipeline.new(pl.name, steps)
 end
 
 -- Returns the generation, or nil and an error naming file, line and key.

@@ -15,7 +15,7 @@
 local core = require "tollgate.core"
 
 local yield = coroutine.yield
-local xpcall, tostring = xpcall, tostring
+local xpcall, tostring, ipairs = xpcall, tostring, ipairs
 local traceback = debug.traceback
 
 local YIELD_RESPOND = core.YIELD_RESPOND
@@ -78,14 +78,23 @@ local function chain(pipe)
     return nxt
 end
 
+-- A pipeline from its name and steps ({ name, policy, inst, cond, access,
+-- response, log }), ready to run: whether any step has a response or log
+-- phase, and its access chain, made once here rather than per request.
+function _M.new(name, steps)
+    local pipe = { name = name, steps = steps, has_response = false, has_log = false }
+    for _, st in ipairs(steps) do
+        pipe.has_response = pipe.has_response or st.response ~= nil
+        pipe.has_log = pipe.has_log or st.log ~= nil
+    end
+    pipe.access = chain(pipe)
+    return pipe
+end
+
 -- Runs the pipeline. Returns false when no step ended the request (Express
 -- Gateway then tries the next matching route), true otherwise.
 function _M.run(pipe, req)
-    local access = pipe.access_chain
-    if not access then
-        access = chain(pipe)
-        pipe.access_chain = access
-    end
+    local access = pipe.access
     local ran, nran
     if pipe.has_response or pipe.has_log then
         ran, nran = access(req, {}, 0)

@@ -321,8 +321,7 @@ function Policy:run(req, opts)
     end
     local steps = { self.step }
     if not opts.no_upstream then steps[2] = PROXY_STEP end
-    local pipe = { name = "test", steps = steps, has_response = self.step.response ~= nil,
-        has_log = self.step.log ~= nil }
+    local pipe = pipeline.new("test", steps)
     local res = drive(req, opts.upstream, pipeline.run, pipe, req)
     res.continued = res.upstream ~= nil
     return res
