@@ -36,12 +36,8 @@ static void put_header(tg_buf_t *b, const char *n, size_t nl, const char *v, siz
 static void put_u64(tg_buf_t *b, uint64_t v)
 {
     char tmp[24];
-    int i = sizeof(tmp);
-    do {
-        tmp[--i] = (char) ('0' + v % 10);
-        v /= 10;
-    } while (v);
-    tg_buf_append(b, tmp + i, sizeof(tmp) - (size_t) i);
+    char *p = tg_u64_digits(tmp + sizeof(tmp), v);
+    tg_buf_append(b, p, (size_t) (tmp + sizeof(tmp) - p));
 }
 
 /* ---- header name classes ----------------------------------------------- */

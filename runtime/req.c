@@ -338,16 +338,11 @@ int tg_hdr_edit(tg_req_t *r, int which, int op, const char *name, size_t len, co
 
 int tg_hdr_edit_int(tg_req_t *r, int which, int op, const char *name, size_t len, int64_t v)
 {
-    char buf[24];
-    size_t i = sizeof(buf);
-    uint64_t u = v < 0 ? 0 - (uint64_t) v : (uint64_t) v;
-    do {
-        buf[--i] = (char) ('0' + u % 10);
-        u /= 10;
-    } while (u);
+    char buf[24], *end = buf + sizeof(buf);
+    char *p = tg_u64_digits(end, v < 0 ? 0 - (uint64_t) v : (uint64_t) v);
     if (v < 0)
-        buf[--i] = '-';
-    return tg_hdr_edit(r, which, op, name, len, buf + i, sizeof(buf) - i);
+        *--p = '-';
+    return tg_hdr_edit(r, which, op, name, len, p, (size_t) (end - p));
 }
 
 /* Iterates the effective header list: originals not replaced by an edit,

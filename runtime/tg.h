@@ -46,6 +46,17 @@ char *tg_strndup(const char *s, size_t len);
 
 /* Case-insensitive comparison of an ASCII slice against a lower-case name. */
 int tg_str_ieq(const char *p, size_t len, const char *lower, size_t lower_len);
+/* Writes v in decimal backwards so that it ends just before end; returns
+ * where it starts (at most 20 bytes before end). */
+static inline char *tg_u64_digits(char *end, uint64_t v)
+{
+    do {
+        *--end = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return end;
+}
+
 /* By byte: the tchar (RFC 9110) lower-cased, or 0 for any other byte. Is
  * p[0, n) all tchar? */
 extern const uint8_t tg_tchar[256];
