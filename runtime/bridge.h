@@ -41,6 +41,14 @@ void tg_lua_close(lua_State *L);
  * the current generation stays and err says why. */
 typedef struct tg_gen tg_gen_t;
 int tg_lua_generation_load(const char *path, tg_settings_t *s, const char **err);
+/* The same in two steps, for a reload that looks at the settings before
+ * the generation serves: build returns the new generation, or NULL (err
+ * says why). Either way s holds what the config set (on failure, at
+ * least the files it read), for the caller to tg_settings_free. Then
+ * commit makes the generation current, or discard drops it. */
+tg_gen_t *tg_lua_generation_build(const char *path, tg_settings_t *s, const char **err);
+void tg_lua_generation_commit(tg_gen_t *g);
+void tg_lua_generation_discard(tg_gen_t *g);
 unsigned tg_lua_generation(void);    /* id of the current generation */
 void tg_lua_collect(void);           /* closes retired generations with no requests */
 int tg_lua_retired(void);            /* retired generations not closed yet */

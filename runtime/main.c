@@ -139,6 +139,7 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGQUIT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR2); /* a worker's: its handler is set once its config is loaded */
     sigprocmask(SIG_BLOCK, &set, NULL);
     raise_nofile();
     if (tg_tls_tickets_init(&err) != TG_OK) {

@@ -9,13 +9,17 @@
  * from a signalfd, and polls that and an inotify descriptor, so signal
  * handling is plain sequential code.
  *
- * Reload (SIGHUP, `tollgate reload`, or a watched file changing): the
- * master checks the new config the way `tollgate -t` does; if it is bad,
- * the log says why and nothing changes. If only the pipelines, policies,
- * timeouts... changed, every worker builds a new generation beside its
- * current one (SIGHUP to the workers). If the listeners or the number of
- * workers changed, the master opens the new listeners and starts a new
- * set of workers, then stops the old ones gracefully.
+ * Reload (SIGHUP, `tollgate reload`, or a watched file changing): one
+ * worker, the lead, builds the new generation first (SIGUSR2) and reports
+ * on a socket. Its build is the check `tollgate -t` makes, so the config
+ * is built once per worker and never by the master as well: a reload
+ * costs the serving cores half as much. If the config is bad, the master
+ * logs why and nothing changes. If it is good and only the pipelines,
+ * policies, timeouts... changed, the lead already serves it and the other
+ * workers follow (SIGHUP). If the listeners or the number of workers
+ * changed, the master checks the config itself (it needs the listeners),
+ * opens the new ones and starts a new set of workers, then stops the old
+ * ones gracefully. With no worker running, the master checks it itself.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -45,6 +49,7 @@
 #define MAX_WORKERS 256
 #define RESTART_DELAY_MAX 30.0
 #define DEBOUNCE 0.3 /* seconds of quiet after a file change before reloading */
+#define LEAD_WAIT 60.0 /* seconds the lead worker gets to build and report */
 
 typedef struct child {
     pid_t pid;         /* 0 when not running */
@@ -58,6 +63,15 @@ static int nchildren;
 static pid_t draining[MAX_WORKERS * 4]; /* workers of a previous set, stopping */
 static int ndraining;
 static int sigfd = -1, inofd = -1;
+static int repfd[2] = { -1, -1 }; /* reload reports: [0] the master's end, [1] the workers' */
+static int stopping;                 /* SIGTERM/SIGINT/SIGQUIT: the workers are stopping */
+/* A reload the lead worker is building (see reload()) */
+static struct {
+    pid_t pid;       /* the lead worker building the new config, or 0 */
+    int lead;        /* its index */
+    double deadline; /* when the master stops waiting for it */
+    int again;       /* a trigger came meanwhile: reload again once it answers */
+} pending;
 static tg_settings_t *settings;
 static const char *config;
 static int workers_wanted; /* -w, or 0: the config decides */
@@ -297,16 +311,20 @@ static void spawn(int id)
         close(sigfd);
         if (inofd >= 0)
             close(inofd);
-        _exit(tg_worker_run(settings, config, id));
+        if (repfd[0] >= 0)
+            close(repfd[0]);
+        _exit(tg_worker_run(settings, config, id, repfd[1]));
     }
     children[id].pid = pid;
     children[id].started = now_mono();
     children[id].restart_at = 0;
 }
 
-static void reap(int stopping)
+static void lead_done(void);
+
+static void reap(void)
 {
-    int status;
+    int status, lead_died = 0;
     pid_t pid;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
@@ -323,6 +341,11 @@ static void reap(int stopping)
                 continue;
             found = 1;
             c->pid = 0;
+            if (pending.pid == pid && !stopping) {
+                tg_log_error("worker %d (pid %d) died while building the new configuration; "
+                             "the reload did not happen", i, (int) pid);
+                lead_died = 1;
+            }
             if (stopping) {
                 if (WIFSIGNALED(status))
                     tg_log_warn("worker %d (pid %d) killed by signal %d while stopping", i,
@@ -344,6 +367,8 @@ static void reap(int stopping)
                              (int) pid, WEXITSTATUS(status));
         }
     }
+    if (lead_died)
+        lead_done();
 }
 
 static int running(void)
@@ -374,17 +399,6 @@ static int worker_count(const tg_settings_t *s)
 }
 
 /* ---- reload ----------------------------------------------------------------------- */
-
-static int same_listeners(const tg_settings_t *a, const tg_settings_t *b)
-{
-    if (a->nlisten != b->nlisten)
-        return 0;
-    for (int i = 0; i < a->nlisten; i++)
-        if (a->listen[i].port != b->listen[i].port || a->listen[i].tls != b->listen[i].tls ||
-            strcmp(a->listen[i].host, b->listen[i].host) != 0)
-            return 0;
-    return 1;
-}
 
 /* ---- the check's memory -------------------------------------------------------
  *
@@ -542,12 +556,14 @@ static int check(tg_settings_t *next, const char **err)
     return c.rc;
 }
 
-static void reload(const char *why)
+/* The reload the master checks itself: when no worker can, or when the
+ * config needs new sockets or a new set of workers. `what` says why. */
+static void reload_checked(const char *what)
 {
     tg_settings_t next;
     const char *err = NULL;
 
-    tg_log_info("%s: checking %s", why, config);
+    tg_log_info("%s: the master checks %s", what, config);
     tg_settings_defaults(&next);
     int rc = check(&next, &err);
     if (rc != TG_OK) {
@@ -564,12 +580,7 @@ static void reload(const char *why)
         return;
     }
 
-    /* A port of 0 asks for any free port: keep the one we have. */
-    for (int i = 0; i < next.nlisten && i < settings->nlisten; i++)
-        if (next.listen[i].port == 0 && strcmp(next.listen[i].host, settings->listen[i].host) == 0)
-            next.listen[i].port = settings->listen[i].port;
-
-    if (same_listeners(settings, &next) && worker_count(&next) == nchildren) {
+    if (tg_settings_same_listeners(settings, &next) && worker_count(&next) == nchildren) {
         /* Same sockets and processes: every worker swaps generations. */
         for (int i = 0; i < next.nlisten; i++)
             next.listen[i].fd = settings->listen[i].fd;
@@ -639,12 +650,150 @@ static void reload(const char *why)
     }
 }
 
+/* ---- reload through the lead worker ------------------------------------------- */
+
+
+static void reload(const char *why)
+{
+    if (pending.pid) {
+        if (!pending.again)
+            tg_log_info("%s: a reload is under way; another follows it", why);
+        pending.again = 1;
+        return;
+    }
+    int lead = -1;
+    for (int i = 0; i < nchildren && lead < 0; i++)
+        if (children[i].pid)
+            lead = i;
+    if (lead < 0 || repfd[0] < 0) {
+        reload_checked(lead < 0 ? "no worker is running" : why);
+        return;
+    }
+    tg_log_info("%s: checking %s (worker %d builds it first)", why, config, lead);
+    pending.pid = children[lead].pid;
+    pending.lead = lead;
+    pending.deadline = now_mono() + LEAD_WAIT;
+    pending.again = 0;
+    kill(pending.pid, SIGUSR2);
+}
+
+/* The lead is done (answered, died or too slow): a trigger that came
+ * meanwhile reloads again. */
+static void lead_done(void)
+{
+    pending.pid = 0;
+    if (pending.again && !stopping) {
+        pending.again = 0;
+        reload("a change during the previous reload");
+    }
+}
+
+/* The next NUL-terminated string of a report's tail, or NULL. */
+static const char *report_next(const char **p, const char *end)
+{
+    const char *s = *p;
+    const char *nul = s < end ? memchr(s, '\0', (size_t) (end - s)) : NULL;
+    if (nul == NULL)
+        return NULL;
+    *p = nul + 1;
+    return s;
+}
+
+static void on_report(const char *buf, size_t n)
+{
+    tg_reload_report_t r;
+    if (n < sizeof(r))
+        return;
+    memcpy(&r, buf, sizeof(r));
+    if (pending.pid == 0 || r.pid != pending.pid) {
+        tg_log_debug("a reload report from worker pid %d that no reload waits for: ignored",
+                     (int) r.pid);
+        return;
+    }
+    const char *p = buf + sizeof(r), *end = buf + n;
+    const char *err = report_next(&p, end);
+    const char *access_log = report_next(&p, end);
+    tg_settings_t got;
+    tg_settings_defaults(&got);
+    got.files = tg_calloc((size_t) (r.nfiles > 0 ? r.nfiles : 0) + 1, sizeof(char *));
+    for (int i = 0; i < r.nfiles; i++) {
+        const char *f = report_next(&p, end);
+        if (f == NULL)
+            break;
+        got.files[got.nfiles++] = tg_strndup(f, strlen(f));
+    }
+    int lead = pending.lead;
+
+    switch (r.status) {
+    case TG_RELOAD_REFUSED:
+        tg_log_error("reload refused, still serving the previous configuration: %s",
+                     err && *err ? err : "(no reason given)");
+        watch_also(settings, &got);
+        break;
+    case TG_RELOAD_LISTENERS:
+        reload_checked("new listeners");
+        break;
+    case TG_RELOAD_APPLIED: {
+        /* What the master keeps of a config: watching, its log level,
+         * the stop timeout, and what a restarted worker starts with. */
+        for (int i = 0; i < settings->nfiles; i++)
+            free(settings->files[i]);
+        free(settings->files);
+        settings->files = got.files;
+        settings->nfiles = got.nfiles;
+        got.files = NULL;
+        got.nfiles = 0;
+        settings->watch = r.watch;
+        settings->log_level = r.log_level;
+        tg_log_level = r.log_level;
+        settings->shutdown_timeout = r.shutdown_timeout;
+        settings->workers = r.workers;
+        if (access_log) {
+            free(settings->access_log);
+            settings->access_log = tg_strndup(access_log, strlen(access_log));
+        }
+        watch_files(settings);
+        if (worker_count(settings) != nchildren) {
+            reload_checked("a new worker count");
+            break;
+        }
+        int others = 0;
+        for (int i = 0; i < nchildren; i++) {
+            if (i != lead && children[i].pid) {
+                kill(children[i].pid, SIGHUP);
+                others++;
+            }
+        }
+        tg_log_info("worker %d checked and applied it (generation %u); reloading %d other "
+                    "worker%s", lead, r.generation, others, others == 1 ? "" : "s");
+        break;
+    }
+    default:
+        tg_log_error("reload: worker %d sent a report of unknown status %d", lead, (int) r.status);
+        break;
+    }
+    tg_settings_free(&got);
+    lead_done();
+}
+
+static void read_reports(void)
+{
+    static char buf[TG_RELOAD_REPORT_MAX];
+    for (;;) {
+        ssize_t n = recv(repfd[0], buf, sizeof(buf), MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        on_report(buf, (size_t) n);
+    }
+}
+
 /* ---- main loop ---------------------------------------------------------------------- */
 
 int tg_master_run(tg_settings_t *s, const char *config_path, int workers)
 {
     sigset_t set;
-    int stopping = 0;
     double deadline = 0, reload_at = 0;
 
     settings = s;
@@ -658,8 +807,19 @@ int tg_master_run(tg_settings_t *s, const char *config_path, int workers)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGQUIT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR2); /* blocked for the workers until they handle it; ignored here */
     sigprocmask(SIG_BLOCK, &set, NULL);
     sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    /* One datagram per report, whole, from any worker (they share [1]). */
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, repfd) != 0) {
+        tg_log_warn("socketpair: %s; reloads will be checked by the master", strerror(errno));
+        repfd[0] = repfd[1] = -1;
+    } else {
+        int size = TG_RELOAD_REPORT_MAX * 2;
+        setsockopt(repfd[1], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+        setsockopt(repfd[0], SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+        fcntl(repfd[0], F_SETFL, O_NONBLOCK);
+    }
     inofd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (inofd < 0)
         tg_log_warn("inotify: %s; config changes will need SIGHUP", strerror(errno));
@@ -690,20 +850,34 @@ int tg_master_run(tg_settings_t *s, const char *config_path, int workers)
                 signal_all(SIGKILL);
                 deadline = now + 5;
             }
-        } else if (reload_at > 0) {
-            if (now >= reload_at) {
-                reload_at = 0;
-                reload("a configuration file changed");
-            } else if (reload_at - now < wait) {
-                wait = reload_at - now;
+        } else {
+            if (pending.pid) {
+                if (now >= pending.deadline) {
+                    tg_log_error("worker %d has not finished building the new configuration "
+                                 "after %.0f s; no longer waiting for it", pending.lead, LEAD_WAIT);
+                    lead_done();
+                } else if (pending.deadline - now < wait) {
+                    wait = pending.deadline - now;
+                }
+            }
+            if (reload_at > 0) {
+                if (now >= reload_at) {
+                    reload_at = 0;
+                    reload("a configuration file changed");
+                } else if (reload_at - now < wait) {
+                    wait = reload_at - now;
+                }
             }
         }
 
-        struct pollfd pfd[2] = { { sigfd, POLLIN, 0 }, { inofd, POLLIN, 0 } };
-        int n = poll(pfd, inofd >= 0 ? 2 : 1, (int) (wait * 1000) + 1);
+        struct pollfd pfd[3] = { { sigfd, POLLIN, 0 }, { repfd[0], POLLIN, 0 },
+                                 { inofd, POLLIN, 0 } };
+        int n = poll(pfd, inofd >= 0 ? 3 : 2, (int) (wait * 1000) + 1);
         if (n <= 0)
             continue;
-        if (inofd >= 0 && (pfd[1].revents & POLLIN) && files_changed() && !stopping)
+        if (repfd[0] >= 0 && (pfd[1].revents & POLLIN))
+            read_reports();
+        if (inofd >= 0 && (pfd[2].revents & POLLIN) && files_changed() && !stopping)
             reload_at = now_mono() + DEBOUNCE; /* an editor's burst gives one reload */
 
         struct signalfd_siginfo si;
@@ -711,7 +885,7 @@ int tg_master_run(tg_settings_t *s, const char *config_path, int workers)
             int sig = (int) si.ssi_signo;
             switch (sig) {
             case SIGCHLD:
-                reap(stopping);
+                reap();
                 break;
             case SIGTERM:
             case SIGINT:
@@ -720,6 +894,7 @@ int tg_master_run(tg_settings_t *s, const char *config_path, int workers)
                     tg_log_info("%s: stopping workers",
                                 sig == SIGQUIT ? "SIGQUIT" : sig == SIGINT ? "SIGINT" : "SIGTERM");
                     stopping = 1;
+                    pending.pid = 0; /* a lead's late report is ignored */
                     deadline = now_mono() + s->shutdown_timeout + 5;
                     close_listeners(s);
                 }

@@ -46,3 +46,18 @@ void tg_settings_free(tg_settings_t *s)
     s->pid_file = NULL;
     tg_tls_config_free(&s->tls);
 }
+
+int tg_settings_same_listeners(const tg_settings_t *cur, tg_settings_t *next)
+{
+    /* A port of 0 asks for any free port: the one cur has bound does. */
+    for (int i = 0; i < next->nlisten && i < cur->nlisten; i++)
+        if (next->listen[i].port == 0 && strcmp(next->listen[i].host, cur->listen[i].host) == 0)
+            next->listen[i].port = cur->listen[i].port;
+    if (cur->nlisten != next->nlisten)
+        return 0;
+    for (int i = 0; i < cur->nlisten; i++)
+        if (cur->listen[i].port != next->listen[i].port || cur->listen[i].tls != next->listen[i].tls ||
+            strcmp(cur->listen[i].host, next->listen[i].host) != 0)
+            return 0;
+    return 1;
+}

@@ -53,5 +53,8 @@ typedef struct tg_settings {
 
 void tg_settings_defaults(tg_settings_t *s);
 void tg_settings_free(tg_settings_t *s);
+/* Whether next listens where cur does (host, port, TLS, in order). A port
+ * of 0 in next, on cur's host, is first given the port cur has bound. */
+int tg_settings_same_listeners(const tg_settings_t *cur, tg_settings_t *next);
 
 #endif

@@ -5,12 +5,14 @@
 #include <errno.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "bridge.h"
 #include "conn.h"
 #include "http1.h"
 #include "log.h"
+#include "master.h"
 #include "resolver.h"
 #include "task.h"
 #include "upstream.h"
@@ -94,18 +96,76 @@ static double cpu_time(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* The lead's answer to the master (master.h): one datagram. */
+static void report(int status, const tg_settings_t *loaded, const char *err)
+{
+    static char buf[TG_RELOAD_REPORT_MAX];
+    tg_reload_report_t r = {
+        .pid = (int32_t) getpid(),
+        .status = status,
+        .generation = tg_lua_generation(),
+        .workers = loaded->workers,
+        .watch = loaded->watch,
+        .log_level = loaded->log_level,
+        .shutdown_timeout = loaded->shutdown_timeout,
+    };
+    size_t n = sizeof(r);
+    const char *head[2] = { err ? err : "", loaded->access_log ? loaded->access_log : "" };
+    for (int i = 0; i < 2; i++) {
+        size_t len = strnlen(head[i], 4096);
+        memcpy(buf + n, head[i], len);
+        n += len;
+        buf[n++] = '\0';
+    }
+    for (int i = 0; i < loaded->nfiles; i++) {
+        size_t len = strlen(loaded->files[i]);
+        if (n + len + 1 > sizeof(buf)) {
+            tg_log_warn("reload: %d of the config's %d files are too many to report; the "
+                        "rest are not watched", loaded->nfiles - i, loaded->nfiles);
+            break;
+        }
+        memcpy(buf + n, loaded->files[i], len + 1);
+        n += len + 1;
+        r.nfiles++;
+    }
+    memcpy(buf, &r, sizeof(r));
+    while (send(tg_worker.report_fd, buf, n, MSG_NOSIGNAL) < 0) {
+        if (errno != EINTR) {
+            tg_log_error("reload: cannot report to the master: %s", strerror(errno));
+            return;
+        }
+    }
+}
+
 /* Reload: a new Lua generation from the config file. Requests in flight
- * finish in the old one; a failure leaves everything as it was. */
-static void reload(void)
+ * finish in the old one; a failure leaves everything as it was. `lead`:
+ * the master asked this worker first (SIGUSR2); it answers, and does not
+ * apply a config that listens elsewhere (the master starts new workers). */
+static void reload(int lead)
 {
     tg_settings_t loaded;
     const char *err = NULL;
     double t0 = ev_time(), c0 = cpu_time();
 
-    if (tg_lua_generation_load(tg_worker.config_path, &loaded, &err) != TG_OK) {
-        tg_log_error("reload failed, still serving the previous configuration: %s", err);
+    lead = lead && tg_worker.report_fd >= 0;
+    tg_gen_t *g = tg_lua_generation_build(tg_worker.config_path, &loaded, &err);
+    if (g == NULL) {
+        if (lead)
+            report(TG_RELOAD_REFUSED, &loaded, err); /* the master logs it */
+        else
+            tg_log_error("reload failed, still serving the previous configuration: %s", err);
+        tg_settings_free(&loaded);
         return;
     }
+    if (lead && !tg_settings_same_listeners(tg_worker.settings, &loaded)) {
+        tg_lua_generation_discard(g);
+        report(TG_RELOAD_LISTENERS, &loaded, NULL);
+        tg_settings_free(&loaded);
+        return;
+    }
+    tg_lua_generation_commit(g);
+    if (lead)
+        report(TG_RELOAD_APPLIED, &loaded, NULL);
     tg_settings_t *s = tg_worker.settings;
     int reopen = (loaded.access_log == NULL) != (s->access_log == NULL) ||
                  (loaded.access_log && strcmp(loaded.access_log, s->access_log) != 0);
@@ -137,10 +197,9 @@ static void reload(void)
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 {
     tg_unused(loop);
-    tg_unused(w);
     tg_unused(revents);
     if (!tg_worker.stopping)
-        reload();
+        reload(w->signum == SIGUSR2);
 }
 
 static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
@@ -227,7 +286,7 @@ static void copy_runtime_settings(tg_settings_t *dst, tg_settings_t *src)
     dst->tls = keep.tls;
 }
 
-int tg_worker_run(tg_settings_t *s, const char *config_path, int id)
+int tg_worker_run(tg_settings_t *s, const char *config_path, int id, int report_fd)
 {
     sigset_t none;
     const char *err = NULL;
@@ -236,6 +295,7 @@ int tg_worker_run(tg_settings_t *s, const char *config_path, int id)
     tg_process_role = "worker";
     tg_worker.id = id;
     tg_worker.settings = s;
+    tg_worker.report_fd = report_fd;
     prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the master */
 
     tg_worker.loop = ev_loop_new(EVFLAG_AUTO);
@@ -271,7 +331,9 @@ int tg_worker_run(tg_settings_t *s, const char *config_path, int id)
     ev_signal_init(&tg_worker.sigint, on_stop, SIGINT);
     ev_signal_init(&tg_worker.sigquit, on_stop, SIGQUIT);
     ev_signal_init(&tg_worker.sighup, on_hup, SIGHUP);
+    ev_signal_init(&tg_worker.sigusr2, on_hup, SIGUSR2);
     ev_signal_start(tg_worker.loop, &tg_worker.sighup);
+    ev_signal_start(tg_worker.loop, &tg_worker.sigusr2);
     ev_signal_start(tg_worker.loop, &tg_worker.sigterm);
     ev_signal_start(tg_worker.loop, &tg_worker.sigint);
     ev_signal_start(tg_worker.loop, &tg_worker.sigquit);

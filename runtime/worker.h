@@ -25,7 +25,8 @@ typedef struct tg_worker {
     struct tg_tls_server *tls;      /* server contexts of the current config */
     int accepting;              /* listeners started */
     ev_timer accept_retry;      /* after EMFILE/ENFILE or at max_connections */
-    ev_signal sigterm, sigint, sigquit, sighup;
+    ev_signal sigterm, sigint, sigquit, sighup, sigusr2;
+    int report_fd;              /* reload reports to the master (master.h), or -1 */
     ev_timer shutdown_timer;
     ev_prepare prepare;         /* end of each loop turn: free closed conns, flush logs */
     int stopping;               /* graceful shutdown started */
@@ -34,8 +35,9 @@ typedef struct tg_worker {
 
 extern tg_worker_t tg_worker;
 
-/* Runs a worker until it stops; returns the process exit code. */
-int tg_worker_run(tg_settings_t *s, const char *config_path, int id);
+/* Runs a worker until it stops; returns the process exit code. report_fd:
+ * where it answers a reload it leads (master.h), or -1. */
+int tg_worker_run(tg_settings_t *s, const char *config_path, int id, int report_fd);
 /* A connection closed: the worker may resume accepting or finish shutdown. */
 void tg_worker_conn_closed(void);
 /* Stops accepting when too many connections are open. */

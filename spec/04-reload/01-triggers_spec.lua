@@ -165,7 +165,7 @@ return {
     }
     finally(function() g:cleanup() end)
     assert(g:signal("HUP")) -- the worker is still building its first generation
-    g:wait_log("master %d+: reloading 1 worker")
+    g:wait_log("master %d+: worker 0 checked and applied it")
     local pid = g:wait_log("worker (%d+): worker 0 ready", { timeout = 10 })
     assert.is_nil(process.match_line(g:stderr(), "killed by signal", false))
     assert.equal(0, select(2, g:stderr():gsub("worker %d+ ready", "")) - 1)

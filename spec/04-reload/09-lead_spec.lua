@@ -1,0 +1,125 @@
+-- luacheck: std +busted
+-- A reload starts in one worker, the lead: its build of the new generation
+-- is the check (the one `tollgate -t` makes), and the master does not build
+-- the config as well. The master logs the outcome once: "worker 0 checked
+-- and applied it" and the other workers follow, or "reload refused" and no
+-- worker changes. A trigger while the lead builds gives one more reload
+-- after it; a lead that dies while building does not wedge later reloads.
+
+local H = require "spec.04-reload.helpers"
+local gateway = require "spec.support.gateway"
+local process = require "spec.support.process"
+
+-- A user policy whose constructor takes `busy` seconds of CPU when the file
+-- `slow` exists in the gateway's directory, and kills its own process (as a
+-- crash would) when the file `die` exists. Neither file is watched.
+local TRAP_POLICY = [[
+local ffi = require "ffi"
+pcall(ffi.cdef, "int getpid(void); int kill(int pid, int sig);")
+return {
+  name = "trap",
+  schema = { properties = { busy = { type = "number", default = 0.4 } } },
+  new = function(conf, env)
+    local function exists(name)
+      local f = io.open(env.dir .. "/" .. name, "rb")
+      if f then f:close() end
+      return f ~= nil
+    end
+    if exists("die") then ffi.C.kill(ffi.C.getpid(), 9) end
+    if exists("slow") then
+      local t = os.clock() + conf.busy
+      while os.clock() < t do end
+    end
+    return {}
+  end,
+  access = function() end,
+}
+]]
+
+describe("reload through a lead worker", function()
+  teardown(function() gateway.cleanup_all() end)
+
+  local function start(message, workers)
+    local r = H.start{
+      config = H.config{ tollgate = { "watch: false" },
+                         steps = { "      - trap:", H.terminate(message) } },
+      files = { ["policies/trap.lua"] = TRAP_POLICY },
+      workers = workers,
+    }
+    finally(function() r:cleanup() end)
+    assert.equal(message, r:get("/").body)
+    return r
+  end
+
+  local function edit(r, message)
+    r:write(H.config{ tollgate = { "watch: false" },
+                      steps = { "      - trap:", H.terminate(message) } })
+  end
+
+  it("a good edit: the lead applies it, the master does not build it, the others follow", function()
+    local r = start("one", 2)
+    edit(r, "two")
+    assert(r.g:signal("HUP"))
+    r:wait_reload()
+    local applied = r:wait_count("master %d+: worker (%d+) checked and applied it %(generation 2%); " ..
+      "reloading (%d+) other worker$", 1)
+    assert.equal("1", applied[1][2])
+    assert.equal(0, r:count("the master checks"))
+    for _ = 1, 4 do assert.equal("two", r:get("/").body) end
+  end)
+
+  it("a bad edit: refused once by the master; no worker logs a failure or changes", function()
+    local r = start("one", 2)
+    r:write(H.config{ tollgate = { "watch: false" },
+                      steps = { "      - trap: { busy: fast }", H.terminate("bad") } })
+    assert(r.g:signal("HUP"))
+    local reason = r:wait_refused()
+    assert.matches("busy", reason, 1, true)
+    assert.equal(1, r:count("reload refused"))
+    assert.equal(0, r:count("reload failed"))
+    assert.equal(0, r:count("configuration reloaded"))
+    assert.equal(0, r:count("the master checks"))
+    for _ = 1, 4 do assert.equal("one", r:get("/").body) end
+    -- the next good edit applies
+    edit(r, "fixed")
+    assert(r.g:signal("HUP"))
+    r:wait_reload()
+    assert.equal("fixed", r:get("/").body)
+  end)
+
+  it("a trigger while the lead builds gives one more reload after it", function()
+    local r = start("one", 1)
+    r:write_file("slow", "")
+    edit(r, "two")
+    assert(r.g:signal("HUP"))
+    r:wait_count("master %d+: SIGHUP: checking", 1)
+    -- the lead is busy for 0.4 s in the constructor: this one waits for it
+    edit(r, "three")
+    assert(r.g:signal("HUP"))
+    r:wait_count("master %d+: SIGHUP: a reload is under way; another follows it", 1)
+    r:wait_reload()
+    r:wait_reload()
+    r:wait_count("master %d+: worker 0 checked and applied it %(generation 3%)", 1)
+    assert.equal("three", r:get("/").body)
+  end)
+
+  it("a lead that dies while building: logged, restarted, and later reloads work", function()
+    local r = start("one", 1)
+    edit(r, "two")
+    r:write_file("die", "")
+    assert(r.g:signal("HUP"))
+    r:wait_count("master %d+: worker 0 %(pid %d+%) died while building the new configuration", 1)
+    -- it is restarted (and dies while "die" exists, restarted later and later)
+    assert(os.remove(r.g.dir .. "/die"))
+    r.workers = r:wait_ready(1, 10)
+    assert.equal("two", r:get("/").body)
+    edit(r, "three")
+    assert(r.g:signal("HUP"))
+    -- the restarted worker is at generation 1: its next one is 2
+    r.gen = 1
+    r.scan_from = #r:stderr()
+    r:wait_reload()
+    assert.equal("three", r:get("/").body)
+    r:wait_count("master %d+: worker 0 checked and applied it", 1)
+  end)
+end)
