@@ -8,7 +8,6 @@
 
 local H = require "spec.04-reload.helpers"
 local gateway = require "spec.support.gateway"
-local process = require "spec.support.process"
 
 -- A user policy whose constructor takes `busy` seconds of CPU when the file
 -- `slow` exists in the gateway's directory, and kills its own process (as a
