@@ -242,7 +242,7 @@ row() { printf '%-22s %11s %11s %8s %11s %11s %8s %9s %9s %7s %7s\n' "$@"; }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%+.1f%%", 100 * (b - a) / a; else print "n/a" }'; }
 echo "req/s: wrk; CPU/10k: worker + master CPU seconds per 10,000 requests (less sensitive than req/s to other load on core 0)"
 row config 'req/s plain' 'req/s rel.' change 'CPU/10k pl.' 'CPU/10k rel' change 'p99 plain' 'p99 rel.' non-2xx sockerr
-declare -A B_CHANGE B_CPU_CHANGE
+declare -A B_CHANGE B_CPU_CHANGE B_PAIRED
 for name in big small; do
     label=$([[ $name == big ]] && echo "$ROUTES routes" || echo "1 route (run.sh)")
     for (( round=1; round<=ROUNDS; round++ )); do
@@ -258,6 +258,11 @@ for name in big small; do
     if (( ROUNDS > 1 )); then
         row "$label median" "$mp" "$mq" "${B_CHANGE[$name]}%" "$cp_" "$cq" "${B_CPU_CHANGE[$name]}%" "" "" "" ""
     fi
+    # the median of each round's own change: a drift of the machine's speed over the run
+    # moves both halves of a round alike, so this is steadier than the change of the medians
+    B_PAIRED[$name]=$(for (( round=1; round<=ROUNDS; round++ )); do
+        awk -v a="${RPS[$name-plain#$round]}" -v b="${RPS[$name-reload#$round]}" 'BEGIN { printf "%.2f\n", 100 * (b - a) / a }'
+    done | sort -g | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%+.1f", m }')
 done
 disturbance_warnings big-plain big-reload small-plain small-reload
 fi
@@ -341,6 +346,7 @@ fi
 if [[ $PARTS == *b* ]]; then
 within5() { verdict "$(awk -v c="$1" 'BEGIN { print (c > -5 && c < 5) ? 1 : 0 }')"; }
 echo "(b) req/s with a reload every second vs without (medians): $ROUTES routes ${B_CHANGE[big]}% ($(within5 "${B_CHANGE[big]}")), 1 route ${B_CHANGE[small]}% ($(within5 "${B_CHANGE[small]}")) (target within 5 %)"
+echo "    median of the rounds' own changes: $ROUTES routes ${B_PAIRED[big]}%, 1 route ${B_PAIRED[small]}%"
 echo "    worker + master CPU per request: $ROUTES routes ${B_CPU_CHANGE[big]}%, 1 route ${B_CPU_CHANGE[small]}%"
 fi
 if [[ $PARTS == *c* ]]; then

@@ -24,6 +24,7 @@
 
 #include "bridge.h"
 #include "conn.h"
+#include "genheap.h"
 #include "task.h"
 #include "worker.h"
 #include "yamlcfg.h"
@@ -39,6 +40,7 @@ typedef struct slot {
 
 struct tg_gen {
     lua_State *L;
+    tg_genheap_t *heap;  /* its memory (NULL: LuaJIT's own allocator) */
     int main_ref;        /* tollgate.runtime.main */
     slot_t *slots;
     int nslots, capslots;
@@ -325,15 +327,37 @@ static void gen_free(tg_gen_t *g)
 {
     tg_timers_free_gen(g);
     lua_close(g->L);
+    tg_genheap_free(g->heap);
     free(g->slots);
     free(g->freelist);
     free(g);
 }
 
+static int gen_panic(lua_State *L)
+{
+    tg_log_error("unprotected Lua error: %s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+    abort();
+}
+
+/* A generation's state, over its own heap (genheap.h). */
+static lua_State *gen_state(tg_gen_t *g)
+{
+    g->heap = tg_genheap_new();
+    lua_State *L = lua_newstate(tg_genheap_alloc, g->heap);
+    if (L == NULL) { /* a LuaJIT without GC64 takes no allocator on 64-bit */
+        tg_genheap_free(g->heap);
+        g->heap = NULL;
+        return tg_lua_new();
+    }
+    lua_atpanic(L, gen_panic);
+    tg_lua_open(L, NULL);
+    return L;
+}
+
 tg_gen_t *tg_lua_generation_build(const char *path, tg_settings_t *s, const char **err)
 {
-    lua_State *L = tg_lua_new();
     tg_gen_t *g = tg_calloc(1, sizeof(*g));
+    lua_State *L = gen_state(g);
 
     g->L = L;
     tg_settings_defaults(s);

@@ -10,6 +10,7 @@
 
 #include "bridge.h"
 #include "conn.h"
+#include "genheap.h"
 #include "http1.h"
 #include "log.h"
 #include "master.h"
@@ -194,12 +195,27 @@ static void reload(int lead)
                 tg_lua_generation(), (ev_time() - t0) * 1000, (cpu_time() - c0) * 1000);
 }
 
-static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+#define HEAP_TRIM_AFTER 60.0 /* seconds without a reload before the heap pool is unmapped */
+
+static void on_heap_trim(struct ev_loop *loop, ev_timer *w, int revents)
 {
     tg_unused(loop);
+    tg_unused(w);
     tg_unused(revents);
-    if (!tg_worker.stopping)
-        reload(w->signum == SIGUSR2);
+    tg_log_debug("no reload for %.0f s: unmapping %zu KB of spare Lua heap", HEAP_TRIM_AFTER,
+                 tg_genheap_pooled() >> 10);
+    tg_genheap_trim();
+}
+
+static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    tg_unused(revents);
+    if (tg_worker.stopping)
+        return;
+    reload(w->signum == SIGUSR2);
+    ev_timer_stop(loop, &tg_worker.heap_trim); /* the old generation's heap is pooled when it closes */
+    ev_timer_set(&tg_worker.heap_trim, HEAP_TRIM_AFTER, 0);
+    ev_timer_start(loop, &tg_worker.heap_trim);
 }
 
 static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
@@ -223,6 +239,7 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
         tg_worker.settings->listen[i].fd = -1;
     }
     ev_timer_stop(loop, &tg_worker.accept_retry);
+    ev_timer_stop(loop, &tg_worker.heap_trim);
     tg_conns_close_idle();
     tg_peers_close_idle();
     if (tg_worker.nconns == 0) {
@@ -327,6 +344,7 @@ int tg_worker_run(tg_settings_t *s, const char *config_path, int id, int report_
         tg_worker.listen_tls[i] = s->listen[i].tls;
     }
     ev_init(&tg_worker.accept_retry, on_accept_retry);
+    ev_init(&tg_worker.heap_trim, on_heap_trim);
     ev_signal_init(&tg_worker.sigterm, on_stop, SIGTERM);
     ev_signal_init(&tg_worker.sigint, on_stop, SIGINT);
     ev_signal_init(&tg_worker.sigquit, on_stop, SIGQUIT);
@@ -358,6 +376,7 @@ int tg_worker_run(tg_settings_t *s, const char *config_path, int id, int report_
     tg_peers_free();
     tg_access_log_close();
     tg_lua_shutdown();
+    tg_genheap_trim();
     tg_tls_server_free(tg_worker.tls);
     tg_worker.tls = NULL;
     ev_loop_destroy(tg_worker.loop);

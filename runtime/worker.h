@@ -25,6 +25,7 @@ typedef struct tg_worker {
     struct tg_tls_server *tls;      /* server contexts of the current config */
     int accepting;              /* listeners started */
     ev_timer accept_retry;      /* after EMFILE/ENFILE or at max_connections */
+    ev_timer heap_trim;         /* a while after the last reload: the spare Lua heap goes */
     ev_signal sigterm, sigint, sigquit, sighup, sigusr2;
     int report_fd;              /* reload reports to the master (master.h), or -1 */
     ev_timer shutdown_timer;
