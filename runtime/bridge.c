@@ -326,6 +326,7 @@ int tg_lua_load_config(lua_State *L, const char *path, tg_settings_t *s, int ser
 static void gen_free(tg_gen_t *g)
 {
     tg_timers_free_gen(g);
+    tg_genheap_closing(g->heap);
     lua_close(g->L);
     tg_genheap_free(g->heap);
     free(g->slots);

@@ -20,6 +20,7 @@ struct tg_genheap {
     void *free[NCLASS]; /* freed blocks of each class, linked through their first word */
     char *cur, *end;    /* what is left of the newest run */
     run_t *runs;        /* every run of this heap */
+    int closing;        /* its state is being closed: blocks need not be freed one by one */
 };
 
 static run_t *pool; /* runs of closed generations, still mapped and faulted in */
@@ -102,7 +103,7 @@ void *tg_genheap_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     tg_genheap_t *h = ud;
     if (nsize == 0) {
-        if (ptr != NULL)
+        if (ptr != NULL && (!h->closing || osize > MEDIUM_MAX))
             heap_put(h, ptr, osize);
         return NULL;
     }
@@ -126,6 +127,12 @@ void *tg_genheap_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 tg_genheap_t *tg_genheap_new(void)
 {
     return tg_calloc(1, sizeof(tg_genheap_t));
+}
+
+void tg_genheap_closing(tg_genheap_t *h)
+{
+    if (h != NULL)
+        h->closing = 1;
 }
 
 void tg_genheap_free(tg_genheap_t *h)

@@ -26,6 +26,9 @@
 typedef struct tg_genheap tg_genheap_t;
 
 tg_genheap_t *tg_genheap_new(void);
+/* Before lua_close: the blocks it frees one by one are left where they are
+ * (only malloc's are freed), since tg_genheap_free takes back their runs. */
+void tg_genheap_closing(tg_genheap_t *h);
 /* After lua_close of the state that used it: its runs go back to the pool. */
 void tg_genheap_free(tg_genheap_t *h);
 /* lua_Alloc; ud is the tg_genheap_t. */
