@@ -97,6 +97,12 @@ tg_req_t *tg_test_pending_call(tg_req_t *r);
 void tg_test_call_done(tg_req_t *call, int status);
 void tg_test_collect(void);
 
+void *tg_rx_find(const char *key, size_t len);
+void *tg_rx_add(const char *key, size_t len, void *code);
+int tg_rx_release(void *code);
+int tg_rx_jitted(void *code);
+void tg_rx_set_jitted(void *code);
+
 tg_req_t *tg_call_new(tg_req_t *parent, tg_peer_t *peer, const char *raw, size_t len,
                       double timeout, char *err, size_t errlen);
 int tg_call_status(tg_req_t *call, const char **reason);
@@ -163,6 +169,7 @@ local _M = {
         "tg_test_request", "tg_test_request_free", "tg_test_upstream_request",
         "tg_test_upstream_response", "tg_test_response", "tg_test_pending_call",
         "tg_test_call_done", "tg_test_collect",
+        "tg_rx_find", "tg_rx_add", "tg_rx_release", "tg_rx_jitted", "tg_rx_set_jitted",
     },
 }
 

@@ -27,6 +27,9 @@ int pcre2_get_error_message_8(int errorcode, unsigned char *buffer, size_t buffl
 ]]
 
 local lib = ffi.load("libpcre2-8.so.0")
+-- compiled patterns kept per process across generations (runtime/rxcache.c)
+local core = require "tollgate.core"
+local C = core.has_c and core.C or nil
 
 local PCRE2_CASELESS = 0x00000008
 local PCRE2_UTF = 0x00080000
@@ -47,6 +50,10 @@ local msgbuf = ffi.new("unsigned char[256]")
 -- keeps freed JIT memory cached, and nothing is matched there)
 _M.jit = true
 
+local function release(code)
+    if C.tg_rx_release(code) ~= 0 then lib.pcre2_code_free_8(code) end
+end
+
 -- A pattern is JIT-compiled when it is first used, not when the config
 -- loads: a reload compiles hundreds of patterns (pathMatch conditions, path
 -- parameters) of which a request uses a few, and JIT compiling is most of a
@@ -57,7 +64,10 @@ local Lazy = {}
 Lazy.__index = function(self, k)
     if k ~= "code" then return Regex[k] end
     local code = rawget(self, "pcode")
-    lib.pcre2_jit_compile_8(code, PCRE2_JIT_COMPLETE)
+    if not C or C.tg_rx_jitted(code) == 0 then -- a previous generation may have
+        lib.pcre2_jit_compile_8(code, PCRE2_JIT_COMPLETE)
+        if C then C.tg_rx_set_jitted(code) end
+    end
     self.code = code
     setmetatable(self, Regex)
     return code
@@ -67,13 +77,23 @@ function _M.compile(pattern, flags)
     local opts = 0
     if flags and flags:find("i", 1, true) then opts = opts + PCRE2_CASELESS end
     if flags and flags:find("u", 1, true) then opts = opts + PCRE2_UTF end
-    local code = lib.pcre2_compile_8(pattern, #pattern, opts, errcode, erroff, nil)
+    local key = opts .. "/" .. pattern
+    local code
+    if C then code = C.tg_rx_find(key, #key) end
     if code == nil then
-        lib.pcre2_get_error_message_8(errcode[0], msgbuf, 256)
-        return nil, "invalid regular expression /" .. pattern .. "/: " .. ffi.string(msgbuf) ..
-            " at offset " .. tonumber(erroff[0])
+        local fresh = lib.pcre2_compile_8(pattern, #pattern, opts, errcode, erroff, nil)
+        if fresh == nil then
+            lib.pcre2_get_error_message_8(errcode[0], msgbuf, 256)
+            return nil, "invalid regular expression /" .. pattern .. "/: " ..
+                ffi.string(msgbuf) .. " at offset " .. tonumber(erroff[0])
+        end
+        code = fresh
+        if C then
+            code = C.tg_rx_add(key, #key, fresh)
+            if code ~= fresh then lib.pcre2_code_free_8(fresh) end
+        end
     end
-    code = ffi.gc(code, lib.pcre2_code_free_8)
+    code = ffi.gc(ffi.cast("pcre2_code_8 *", code), C and release or lib.pcre2_code_free_8)
     local md = ffi.gc(lib.pcre2_match_data_create_from_pattern_8(code, nil),
         lib.pcre2_match_data_free_8)
     if not _M.jit then -- the interpreter (a check-only load never matches)

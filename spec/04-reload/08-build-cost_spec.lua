@@ -241,6 +241,32 @@ describe("regexes compiled for a config", function()
     assert.is_true(re3:test("axb"))
     regex.jit = saved
   end)
+
+  it("are kept per process: a generation takes the previous one's code, JIT included, " ..
+     "and the last user frees it", function()
+    local ffi = require "ffi"
+    local C = require("tollgate.core").C
+    local saved = regex.jit
+    regex.jit = true
+    local pattern = "^/kept/(\\d+)$"
+    local key = "0/" .. pattern
+    local a = assert(regex.compile(pattern))
+    local b = assert(regex.compile(pattern))        -- as the next generation would
+    local addr = function(re) return tonumber(ffi.cast("uintptr_t", rawget(re, "pcode"))) end
+    assert.equal(addr(a), addr(b))
+    assert.equal(0, C.tg_rx_jitted(rawget(a, "pcode")))
+    assert.is_true(a:test("/kept/7"))
+    assert.equal(1, C.tg_rx_jitted(rawget(b, "pcode"))) -- b need not compile it again
+    assert.is_true(b:test("/kept/8"))
+    assert.is_false(b:test("/kept/x"))
+    local other = assert(regex.compile(pattern, "i")) -- other options: another code
+    assert.not_equal(addr(a), addr(other))
+    a, b, other = nil, nil, nil -- luacheck: ignore 311
+    collectgarbage()
+    collectgarbage()
+    assert.is_true(C.tg_rx_find(key, #key) == nil) -- freed with its last user
+    regex.jit = saved
+  end)
 end)
 
 describe("Lua files the config uses, compiled once per process (cyaml.loadfile)", function()

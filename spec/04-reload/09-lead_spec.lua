@@ -86,14 +86,29 @@ describe("reload through a lead worker", function()
     assert.equal("fixed", r:get("/").body)
   end)
 
+  it("a config with nothing to listen on is refused, as at start", function()
+    local r = start("one", 2)
+    local text = H.config{ tollgate = { "watch: false" },
+                           steps = { "      - trap:", H.terminate("none") } }
+    r:write((text:gsub("^http:\n  hostname: [^\n]*\n  port: [^\n]*\n", "")))
+    assert(r.g:signal("HUP"))
+    local reason = r:wait_refused()
+    assert.matches("has no http or https section: nothing to listen on", reason, 1, true)
+    assert.equal(0, r:count("the master checks")) -- the lead refused it; no new listeners
+    assert.equal(0, r:count("configuration reloaded"))
+    assert.equal("one", r:get("/").body)
+  end)
+
   it("a trigger while the lead builds gives one more reload after it", function()
     local r = start("one", 1)
     r:write_file("slow", "")
     edit(r, "two")
     assert(r.g:signal("HUP"))
     r:wait_count("master %d+: SIGHUP: checking", 1)
-    -- the lead is busy for 0.4 s in the constructor: this one waits for it
-    edit(r, "three")
+    -- the lead is busy for 0.4 s in the constructor: this one waits for it. (Replaced by
+    -- a rename: written in place, the lead could read it half-written.)
+    r:replace(H.config{ tollgate = { "watch: false" },
+                        steps = { "      - trap:", H.terminate("three") } })
     assert(r.g:signal("HUP"))
     r:wait_count("master %d+: SIGHUP: a reload is under way; another follows it", 1)
     r:wait_reload()
