@@ -711,11 +711,13 @@ static void on_report(const char *buf, size_t n)
         return;
     }
     const char *p = buf + sizeof(r), *end = buf + n;
+    if (r.nfiles < 0 || (size_t) r.nfiles > n)
+        r.nfiles = 0; /* (each file takes a byte at least) */
     const char *err = report_next(&p, end);
     const char *access_log = report_next(&p, end);
     tg_settings_t got;
     tg_settings_defaults(&got);
-    got.files = tg_calloc((size_t) (r.nfiles > 0 ? r.nfiles : 0) + 1, sizeof(char *));
+    got.files = tg_calloc((size_t) r.nfiles + 1, sizeof(char *));
     for (int i = 0; i < r.nfiles; i++) {
         const char *f = report_next(&p, end);
         if (f == NULL)
