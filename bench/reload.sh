@@ -177,7 +177,7 @@ printf '%-44s %8s %8s %8s %8s %8s\n' "worker: new generation built and swapped, 
 printf '%-44s %8s %8s %8s %8s %8s\n' "  of which the worker's own CPU, ms" "$c_min" "$c_med" "$c_p90" "$c_max" "$c_mean"
 printf '%-44s %8s %8s %8s %8s %8s\n' "SIGHUP to the worker reloaded, ms" "$e_min" "$e_med" "$e_p90" "$e_max" "$e_mean"
 echo "(for scale: \`tollgate -t\` on this config, a whole process, takes ${check_ms} s)"
-A_MED=$a_med A_MAX=$a_max
+A_MED=$a_med A_MAX=$a_max A_CPU_MED=$c_med
 [[ $(curl -s -H "Host: h3.example.com" "http://127.0.0.1:$BIG_PORT/api/3") =~ ^route\ 3\ [ab]$ ]] || die "route 3 does not answer after the reloads"
 fi
 
@@ -347,6 +347,9 @@ if [[ $PARTS == *b* ]]; then
 within5() { verdict "$(awk -v c="$1" 'BEGIN { print (c > -5 && c < 5) ? 1 : 0 }')"; }
 echo "(b) req/s with a reload every second vs without (medians): $ROUTES routes ${B_CHANGE[big]}% ($(within5 "${B_CHANGE[big]}")), 1 route ${B_CHANGE[small]}% ($(within5 "${B_CHANGE[small]}")) (target within 5 %)"
 echo "    median of the rounds' own changes: $ROUTES routes ${B_PAIRED[big]}%, 1 route ${B_PAIRED[small]}%"
+if [[ -n ${A_CPU_MED:-} ]]; then
+    echo "    by accounting: a reload's own CPU ((a), median) is $A_CPU_MED ms, $(awk -v c="$A_CPU_MED" 'BEGIN { printf "%.1f", c / 10 }') % of the worker's core at one a second (closing the old generation adds a few ms)"
+fi
 echo "    worker + master CPU per request: $ROUTES routes ${B_CPU_CHANGE[big]}%, 1 route ${B_CPU_CHANGE[small]}%"
 fi
 if [[ $PARTS == *c* ]]; then
