@@ -706,9 +706,23 @@ static void on_report(const char *buf, size_t n)
         return;
     memcpy(&r, buf, sizeof(r));
     if (pending.pid == 0 || r.pid != pending.pid) {
-        tg_log_debug("a reload report from worker pid %d that no reload waits for: ignored",
-                     (int) r.pid);
-        return;
+        /* No reload waits for it: a lead that answered after LEAD_WAIT, or
+         * a worker sent SIGUSR2 by hand. If it applied a config, the other
+         * workers follow it, as they would have. */
+        int from = -1;
+        for (int i = 0; i < nchildren && from < 0; i++)
+            if (children[i].pid == (pid_t) r.pid)
+                from = i;
+        if (pending.pid != 0 || stopping || from < 0 || r.status != TG_RELOAD_APPLIED) {
+            tg_log_debug("a reload report from worker pid %d that no reload waits for: ignored",
+                         (int) r.pid);
+            return;
+        }
+        tg_log_info("worker %d applied a configuration no reload waited for; the others follow",
+                    from);
+        pending.pid = (pid_t) r.pid;
+        pending.lead = from;
+        pending.again = 0;
     }
     const char *p = buf + sizeof(r), *end = buf + n;
     if (r.nfiles < 0 || (size_t) r.nfiles > n)

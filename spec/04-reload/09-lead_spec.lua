@@ -4,10 +4,12 @@
 -- the config as well. The master logs the outcome once: "worker 0 checked
 -- and applied it" and the other workers follow, or "reload refused" and no
 -- worker changes. A trigger while the lead builds gives one more reload
--- after it; a lead that dies while building does not wedge later reloads.
+-- after it; a lead that dies while building does not wedge later reloads;
+-- a config a worker applied with no reload waiting is followed by the rest.
 
 local H = require "spec.04-reload.helpers"
 local gateway = require "spec.support.gateway"
+local process = require "tollgate.testing.process"
 
 -- A user policy whose constructor takes `busy` seconds of CPU when the file
 -- `slow` exists in the gateway's directory, and kills its own process (as a
@@ -63,6 +65,20 @@ describe("reload through a lead worker", function()
     local applied = r:wait_count("master %d+: worker (%d+) checked and applied it %(generation 2%); " ..
       "reloading (%d+) other worker$", 1)
     assert.equal("1", applied[1][2])
+    assert.equal(0, r:count("the master checks"))
+    for _ = 1, 4 do assert.equal("two", r:get("/").body) end
+  end)
+
+  it("a worker that applies a config no reload waited for: the others follow", function()
+    -- (as when a lead answers after the master stopped waiting; here, SIGUSR2 by hand)
+    local r = start("one", 2)
+    edit(r, "two")
+    assert(process.kill(r.workers[2], "USR2"))
+    r:wait_reload()
+    local from = r:wait_count("master %d+: worker (%d) applied a configuration no reload " ..
+      "waited for; the others follow", 1)[1][1]
+    r:wait_count("master %d+: worker " .. from .. " checked and applied it %(generation 2%); " ..
+      "reloading 1 other worker$", 1)
     assert.equal(0, r:count("the master checks"))
     for _ = 1, 4 do assert.equal("two", r:get("/").body) end
   end)
