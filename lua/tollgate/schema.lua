@@ -114,18 +114,22 @@ local validate
 -- dotted path is only built when it is needed (an error, a nested value).
 local function check_value(spec, v, base, tbl, key)
     local types = spec.type or "any"
-    if type(types) ~= "table" then types = { types } end
-    -- a value already of one of the listed kinds is taken as it is; only
-    -- then is a coercion tried (as ajv's coerceTypes does)
     local ok, coerced, chosen
-    for pass = 1, 2 do
-        for _, t in ipairs(types) do
-            if pass == 2 or same_kind(t, v) then
-                ok, coerced = type_ok(t, v)
-                if ok then chosen = t break end
+    if type(types) ~= "table" then -- one type (most): no list to walk
+        ok, coerced = type_ok(types, v)
+        if ok then chosen = types end
+    else
+        -- a value already of one of the listed kinds is taken as it is;
+        -- only then is a coercion tried (as ajv's coerceTypes does)
+        for pass = 1, 2 do
+            for _, t in ipairs(types) do
+                if pass == 2 or same_kind(t, v) then
+                    ok, coerced = type_ok(t, v)
+                    if ok then chosen = t break end
+                end
             end
+            if ok then break end
         end
-        if ok then break end
     end
     if ok and (chosen == "object" or chosen == "array") then
         local sub, err, at = validate(spec, coerced, join(base, key), chosen)
@@ -193,11 +197,14 @@ validate = function(spec, value, path, as)
     end
     local out = {}
     if not spec.additional then
-        local unknown = {}
+        local unknown -- made only for a value that has an unknown key
         for k in pairs(value) do
-            if props[k] == nil then unknown[#unknown + 1] = tostring(k) end
+            if props[k] == nil then
+                unknown = unknown or {}
+                unknown[#unknown + 1] = tostring(k)
+            end
         end
-        if #unknown > 0 then
+        if unknown then
             sort(unknown)
             local known = {}
             for k in pairs(props) do known[#known + 1] = k end
