@@ -273,6 +273,13 @@ static int load_config(lua_State *L, const char *path, tg_settings_t *s, int ser
     }
     lua_pop(L, 2);
     read_settings(L, lua_gettop(L), s);
+    if (s->nlisten == 0) { /* start-up, -t and every reload refuse it alike */
+        snprintf(errbuf, sizeof(errbuf), "%s has no http or https section: nothing to listen on",
+                 path);
+        *err = errbuf;
+        lua_settop(L, top);
+        return TG_ERROR;
+    }
     if (s->tls.ncerts) {
         /* certificates and keys must load and match: -t and reloads check it */
         char msg[600];

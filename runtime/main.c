@@ -112,12 +112,6 @@ int main(int argc, char **argv)
         tg_settings_free(&s); /* the files a refused config named, kept for watching */
         return 1;
     }
-    if (s.nlisten == 0) { /* -t says what start-up and reload would */
-        fprintf(stderr, "tollgate: %s has no http or https section: nothing to listen on\n",
-                config);
-        tg_settings_free(&s);
-        return 1;
-    }
     if (test) {
         printf("tollgate: %s is valid\n", config);
         tg_settings_free(&s);

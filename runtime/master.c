@@ -572,13 +572,6 @@ static void reload_checked(const char *what)
         tg_settings_free(&next);
         return;
     }
-    if (next.nlisten == 0) {
-        tg_log_error("reload refused, still serving the previous configuration: "
-                     "%s has no http or https section: nothing to listen on", config);
-        watch_also(settings, &next);
-        tg_settings_free(&next);
-        return;
-    }
 
     if (tg_settings_same_listeners(settings, &next) && worker_count(&next) == nchildren) {
         /* Same sockets and processes: every worker swaps generations. */

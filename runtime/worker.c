@@ -3,8 +3,6 @@
  * listeners the master opened, and graceful shutdown.
  */
 #include <errno.h>
-#include <limits.h>
-#include <stdio.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -157,15 +155,6 @@ static void reload(int lead)
             report(TG_RELOAD_REFUSED, &loaded, err); /* the master logs it */
         else
             tg_log_error("reload failed, still serving the previous configuration: %s", err);
-        tg_settings_free(&loaded);
-        return;
-    }
-    if (lead && loaded.nlisten == 0) { /* as the master's own check says it */
-        static char msg[PATH_MAX + 64];
-        snprintf(msg, sizeof(msg), "%s has no http or https section: nothing to listen on",
-                 tg_worker.config_path);
-        tg_lua_generation_discard(g);
-        report(TG_RELOAD_REFUSED, &loaded, msg);
         tg_settings_free(&loaded);
         return;
     }
