@@ -119,6 +119,22 @@ lua_State *tg_lua_new(void)
     return L;
 }
 
+static int panic(lua_State *L)
+{
+    tg_log_error("unprotected Lua error: %s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+    abort();
+}
+
+lua_State *tg_lua_new_alloc(lua_Alloc f, void *ud)
+{
+    lua_State *L = lua_newstate(f, ud);
+    if (L == NULL) /* a LuaJIT without GC64 takes no allocator on 64-bit */
+        return NULL;
+    lua_atpanic(L, panic);
+    tg_lua_open(L, NULL);
+    return L;
+}
+
 void tg_lua_close(lua_State *L)
 {
     lua_close(L);
@@ -341,24 +357,16 @@ static void gen_free(tg_gen_t *g)
     free(g);
 }
 
-static int gen_panic(lua_State *L)
-{
-    tg_log_error("unprotected Lua error: %s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
-    abort();
-}
-
 /* A generation's state, over its own heap (genheap.h). */
 static lua_State *gen_state(tg_gen_t *g)
 {
     g->heap = tg_genheap_new();
-    lua_State *L = lua_newstate(tg_genheap_alloc, g->heap);
-    if (L == NULL) { /* a LuaJIT without GC64 takes no allocator on 64-bit */
+    lua_State *L = tg_lua_new_alloc(tg_genheap_alloc, g->heap);
+    if (L == NULL) {
         tg_genheap_free(g->heap);
         g->heap = NULL;
         return tg_lua_new();
     }
-    lua_atpanic(L, gen_panic);
-    tg_lua_open(L, NULL);
     return L;
 }
 

@@ -24,6 +24,9 @@ enum tg_yield {
 
 /* Creates a Lua state with the framework on its path. */
 lua_State *tg_lua_new(void);
+/* The same over the allocator f (ud its data), with a panic handler that
+ * logs and aborts; NULL if LuaJIT takes no allocator (64-bit without GC64). */
+lua_State *tg_lua_new_alloc(lua_Alloc f, void *ud);
 /* What tg_lua_new does to a state made elsewhere (the fuzz targets use
  * their own allocator): standard libraries, package.path under home (NULL:
  * $TOLLGATE_HOME, the build tree, or the install prefix), tollgate.cyaml. */

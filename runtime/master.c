@@ -506,13 +506,6 @@ static void arena_reset(void)
     arena.last = NULL;
 }
 
-static int check_panic(lua_State *L)
-{
-    tg_log_error("config check: unprotected Lua error: %s",
-                 lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
-    abort();
-}
-
 /* The check a reload starts with: the whole load, as `-t` does. */
 typedef struct {
     tg_settings_t *next;
@@ -528,14 +521,9 @@ static void *check_config(void *arg)
      * what they leave instead of a slice of one worker's core. A thread's
      * own nice value applies to it alone (Linux), and it ends with it. */
     setpriority(PRIO_PROCESS, (id_t) syscall(SYS_gettid), 10);
-    /* (a LuaJIT without GC64 takes no allocator on 64-bit: its own then) */
-    lua_State *L = lua_newstate(arena_alloc, NULL);
-    if (L != NULL) {
-        lua_atpanic(L, check_panic);
-        tg_lua_open(L, NULL);
-    } else {
-        L = tg_lua_new();
-    }
+    lua_State *L = tg_lua_new_alloc(arena_alloc, NULL);
+    if (L == NULL)
+        L = tg_lua_new(); /* LuaJIT's own allocator then */
     c->rc = tg_lua_load_config(L, config, c->next, 0, &c->err);
     tg_lua_close(L);
     arena_reset();
