@@ -53,10 +53,12 @@ struct tg_gen {
 
 static tg_gen_t *current;
 static tg_gen_t *retired;
-static tg_gen_t *loading;        /* while its config loads (constructors may start timers) */
 static unsigned gen_ids;
-static int main_ref = LUA_NOREF; /* set by tg_lua_load_config(serve) */
-static char errbuf[4096];
+/* A worker builds a new generation in a thread of its own while its loop
+ * serves (worker.c), so what a load sets is the loading thread's. */
+static __thread tg_gen_t *loading;        /* while its config loads (constructors may start timers) */
+static __thread int main_ref = LUA_NOREF; /* set by tg_lua_load_config(serve) */
+static __thread char errbuf[4096];
 
 /* ---- the state ------------------------------------------------------------ */
 
@@ -348,7 +350,10 @@ int tg_lua_load_config(lua_State *L, const char *path, tg_settings_t *s, int ser
 
 static void gen_free(tg_gen_t *g)
 {
-    tg_timers_free_gen(g);
+    if (g->id) /* it served: its timers are the loop's */
+        tg_timers_free_gen(g);
+    else
+        tg_timers_drop_gen(g);
     tg_genheap_closing(g->heap);
     lua_close(g->L);
     tg_genheap_free(g->heap);
@@ -398,6 +403,7 @@ void tg_lua_generation_commit(tg_gen_t *g)
         retired = current;
     }
     current = g;
+    tg_timers_start_gen(g);
 }
 
 void tg_lua_generation_discard(tg_gen_t *g)
@@ -511,8 +517,9 @@ static void release_slot(tg_req_t *r, int drop)
 }
 
 /* The request (or timer run) whose coroutine is running, for
- * tg_lua_current. */
-static tg_req_t *running;
+ * tg_lua_current: the loop thread's (a constructor running in a build
+ * thread has none). */
+static __thread tg_req_t *running;
 
 /* Lua takes its request from here rather than from the resume's arguments:
  * a light userdata cannot be cast to a pointer in compiled code, and the

@@ -32,7 +32,8 @@ lua_State *tg_lua_new_alloc(lua_Alloc f, void *ud);
  * $TOLLGATE_HOME, the build tree, or the install prefix), tollgate.cyaml. */
 void tg_lua_open(lua_State *L, const char *home);
 /* Loads and validates the config; fills settings. On error returns TG_ERROR
- * with a message in err (static buffer), settings untouched. When
+ * with a message in err (the calling thread's buffer, until its next load:
+ * a thread that ends copies it), settings untouched. When
  * `serve` is set the state is kept ready to handle requests. */
 int tg_lua_load_config(lua_State *L, const char *path, tg_settings_t *s, int serve,
                        const char **err);

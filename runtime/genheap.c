@@ -1,6 +1,7 @@
 /*
  * genheap.c: the memory of a generation's Lua state (see genheap.h).
  */
+#include <pthread.h>
 #include <sys/mman.h>
 
 #include "genheap.h"
@@ -23,8 +24,12 @@ struct tg_genheap {
     int closing;        /* its state is being closed: blocks need not be freed one by one */
 };
 
-static run_t *pool; /* runs of closed generations, still mapped and faulted in */
+/* Runs of closed generations, still mapped and faulted in. A heap is one
+ * thread's, but the pool is the process's: a worker builds a generation in
+ * a thread while its loop closes old ones. */
+static run_t *pool;
 static size_t pooled;
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The class of an n-byte block (0 < n <= MEDIUM_MAX) and its real size. */
 static inline unsigned size_class(size_t n, size_t *size)
@@ -52,11 +57,14 @@ static int heap_grow(tg_genheap_t *h)
         h->cur += s;
         left -= s;
     }
+    pthread_mutex_lock(&pool_lock);
     run_t *r = pool;
     if (r != NULL) {
         pool = r->next;
         pooled -= RUN_SIZE;
-    } else {
+    }
+    pthread_mutex_unlock(&pool_lock);
+    if (r == NULL) {
         void *p = mmap(NULL, RUN_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED)
             return -1;
@@ -139,7 +147,8 @@ void tg_genheap_free(tg_genheap_t *h)
 {
     if (h == NULL)
         return;
-    run_t *r = h->runs;
+    run_t *r = h->runs, *unmap = NULL;
+    pthread_mutex_lock(&pool_lock);
     while (r != NULL) {
         run_t *next = r->next;
         if (pooled + RUN_SIZE <= POOL_KEEP) {
@@ -147,24 +156,37 @@ void tg_genheap_free(tg_genheap_t *h)
             pool = r;
             pooled += RUN_SIZE;
         } else {
-            munmap(r, RUN_SIZE);
+            r->next = unmap;
+            unmap = r;
         }
         r = next;
+    }
+    pthread_mutex_unlock(&pool_lock);
+    for (; unmap != NULL; unmap = r) {
+        r = unmap->next;
+        munmap(unmap, RUN_SIZE);
     }
     free(h);
 }
 
 size_t tg_genheap_pooled(void)
 {
-    return pooled;
+    pthread_mutex_lock(&pool_lock);
+    size_t n = pooled;
+    pthread_mutex_unlock(&pool_lock);
+    return n;
 }
 
 void tg_genheap_trim(void)
 {
-    while (pool != NULL) {
-        run_t *r = pool;
-        pool = r->next;
-        munmap(r, RUN_SIZE);
-    }
+    pthread_mutex_lock(&pool_lock);
+    run_t *r = pool;
+    pool = NULL;
     pooled = 0;
+    pthread_mutex_unlock(&pool_lock);
+    while (r != NULL) {
+        run_t *next = r->next;
+        munmap(r, RUN_SIZE);
+        r = next;
+    }
 }

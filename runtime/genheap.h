@@ -13,7 +13,8 @@
  * a doubling), cut from the state's current run; a freed block goes on its
  * class's free list, for the next block of that class. LuaJIT passes every
  * block's size when it frees or resizes it, so blocks carry no header.
- * Larger blocks are malloc's. Single-threaded: one worker's states.
+ * Larger blocks are malloc's. A heap is used by one thread at a time (the
+ * worker's build thread, then its loop); the pool is shared, under a lock.
  *
  * The pool keeps at most 64 MB; a worker empties it a minute after its
  * last reload, so a gateway that is not reloading holds no spare heap.

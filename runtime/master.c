@@ -510,6 +510,7 @@ static void arena_reset(void)
 typedef struct {
     tg_settings_t *next;
     const char *err;
+    char errmsg[4096]; /* err is the check thread's, gone with it: copied here */
     int rc;
 } check_t;
 
@@ -525,6 +526,10 @@ static void *check_config(void *arg)
     if (L == NULL)
         L = tg_lua_new(); /* LuaJIT's own allocator then */
     c->rc = tg_lua_load_config(L, config, c->next, 0, &c->err);
+    if (c->err) {
+        snprintf(c->errmsg, sizeof(c->errmsg), "%s", c->err);
+        c->err = c->errmsg;
+    }
     tg_lua_close(L);
     arena_reset();
     return NULL;
@@ -532,7 +537,8 @@ static void *check_config(void *arg)
 
 static int check(tg_settings_t *next, const char **err)
 {
-    check_t c = { .next = next, .err = NULL, .rc = TG_ERROR };
+    static check_t c; /* 4 KB: not on the stack */
+    c = (check_t) { .next = next, .err = NULL, .rc = TG_ERROR };
     pthread_t t;
     /* signals stay blocked in the thread (signalfd), as in the master */
     if (pthread_create(&t, NULL, check_config, &c) != 0) {

@@ -4,6 +4,7 @@
  * Nothing here is freed under a callback that may still use it: finished
  * calls and timer runs go on a list freed at the end of the loop turn.
  */
+#include <pthread.h>
 #include <stdio.h>
 
 #include "bridge.h"
@@ -25,12 +26,18 @@ typedef struct timer {
     int id;                     /* the callback in tollgate.timer's table */
     double every;               /* seconds; 0: once */
     int stopped;
+    int started;                /* on the loop (not waiting for its generation to serve) */
     struct timer *next;
 } timer_tt;
 
 static task_t *finished;
 static task_t *live;            /* for the worker's teardown */
-static timer_tt *timers;
+static timer_tt *timers;        /* of generations that serve or did: the loop's */
+/* Started by the constructors of a generation being built, in the worker's
+ * build thread: they go on the loop when it is committed (a discarded one
+ * never runs them). */
+static timer_tt *starting;
+static pthread_mutex_t starting_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static task_t *task_of(tg_req_t *r)
 {
@@ -222,9 +229,17 @@ void *tg_timer_start(tg_req_t *r, double after, double every, int id)
     t->gen = gen;
     t->id = id;
     t->every = every;
+    ev_timer_init(&t->w, on_timer, after < 0 ? 0 : after, every > 0 ? every : 0);
+    if (r == NULL) { /* a constructor's: it runs once its generation serves */
+        pthread_mutex_lock(&starting_lock);
+        t->next = starting;
+        starting = t;
+        pthread_mutex_unlock(&starting_lock);
+        return t;
+    }
     t->next = timers;
     timers = t;
-    ev_timer_init(&t->w, on_timer, after < 0 ? 0 : after, every > 0 ? every : 0);
+    t->started = 1;
     ev_timer_start(tg_worker.loop, &t->w);
     return t;
 }
@@ -232,9 +247,53 @@ void *tg_timer_start(tg_req_t *r, double after, double every, int id)
 void tg_timer_stop(void *handle)
 {
     timer_tt *t = handle;
-    if (t->gen && tg_worker.loop)
+    if (t->started)
         ev_timer_stop(tg_worker.loop, &t->w);
+    t->started = 0;
     t->stopped = 1;
+}
+
+/* Takes gen's timers off the starting list: onto `to`, or freed. */
+static void take_starting(tg_gen_t *gen, timer_tt **to)
+{
+    pthread_mutex_lock(&starting_lock);
+    timer_tt **pp = &starting;
+    while (*pp) {
+        timer_tt *t = *pp;
+        if (t->gen != gen) {
+            pp = &t->next;
+            continue;
+        }
+        *pp = t->next;
+        if (to) {
+            t->next = *to;
+            *to = t;
+        } else {
+            free(t);
+        }
+    }
+    pthread_mutex_unlock(&starting_lock);
+}
+
+void tg_timers_start_gen(tg_gen_t *gen)
+{
+    timer_tt *list = NULL;
+    take_starting(gen, &list);
+    while (list) {
+        timer_tt *t = list;
+        list = t->next;
+        t->next = timers;
+        timers = t;
+        if (!t->stopped && !tg_worker.stopping) {
+            t->started = 1;
+            ev_timer_start(tg_worker.loop, &t->w);
+        }
+    }
+}
+
+void tg_timers_drop_gen(tg_gen_t *gen)
+{
+    take_starting(gen, NULL);
 }
 
 void tg_timers_stop_gen(tg_gen_t *gen)

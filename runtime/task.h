@@ -52,6 +52,11 @@ int tg_call_start_pending(tg_req_t *r);
 TG_EXPORT void *tg_timer_start(tg_req_t *r, double after, double every, int id);
 TG_EXPORT void tg_timer_stop(void *handle);
 
+/* A constructor's timers wait for their generation: started when it is
+ * committed, dropped when it is discarded (either may be called from the
+ * thread that built it, or the loop's). */
+void tg_timers_start_gen(tg_gen_t *gen);       /* a generation is committed (the loop's thread) */
+void tg_timers_drop_gen(tg_gen_t *gen);        /* a generation is discarded */
 void tg_timers_stop_gen(tg_gen_t *gen);        /* a generation is retired */
 void tg_timers_free_gen(tg_gen_t *gen);        /* a generation's Lua state is closed */
 void tg_timers_stop_all(void);                 /* the worker is stopping */

@@ -11,6 +11,7 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -76,7 +77,8 @@ void tg_sock_close(tg_sock_t *s)
 
 /* ---- TLS -------------------------------------------------------------------- */
 
-static char errbuf[256];
+/* per thread: a worker checks certificates in its build thread too */
+static __thread char errbuf[256];
 
 static const char *ssl_error(const char *what)
 {
@@ -582,7 +584,8 @@ struct tg_tls_client {
     tg_tls_client_t *next;
 };
 
-static tg_tls_client_t *clients;
+static tg_tls_client_t *clients; /* constructors get theirs in a build thread: under a lock */
+static pthread_mutex_t clients_lock = PTHREAD_MUTEX_INITIALIZER;
 
 tg_tls_client_t *tg_tls_client_new(int verify, const char *ca_file, const char *cert,
                                    const char *key, char *err, size_t errlen)
@@ -642,19 +645,25 @@ tg_tls_client_t *tg_tls_client_get(int verify, const char *ca_file, const char *
                                    const char *key, char *err, size_t errlen)
 {
     time_t mtime = newest(ca_file, cert, key);
+    pthread_mutex_lock(&clients_lock);
     for (tg_tls_client_t *c = clients; c; c = c->next)
         if (c->verify == verify && same(c->ca, ca_file) && same(c->cert, cert) &&
-            same(c->key, key) && c->mtime == mtime)
+            same(c->key, key) && c->mtime == mtime) {
+            pthread_mutex_unlock(&clients_lock);
             return c;
+        }
     tg_tls_client_t *c = tg_tls_client_new(verify, ca_file, cert, key, err, errlen);
-    if (c == NULL)
+    if (c == NULL) {
+        pthread_mutex_unlock(&clients_lock);
         return NULL;
+    }
     c->ca = ca_file ? tg_strndup(ca_file, strlen(ca_file)) : NULL;
     c->cert = cert ? tg_strndup(cert, strlen(cert)) : NULL;
     c->key = key ? tg_strndup(key, strlen(key)) : NULL;
     c->mtime = mtime;
     c->next = clients;
     clients = c;
+    pthread_mutex_unlock(&clients_lock);
     return c;
 }
 

@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -27,7 +28,11 @@
 #define RESOLVE_TTL 30.0 /* seconds a lookup is trusted (getaddrinfo gives no TTL) */
 #define MAX_TRIES 4
 
+/* Upstream peers live as long as the process. A policy's constructor gets
+ * its peers in the worker's build thread (worker.c), so the list is under
+ * a lock; a peer's pool and lookups are the loop's alone. */
 static tg_peer_t *peers;
+static pthread_mutex_t peers_lock = PTHREAD_MUTEX_INITIALIZER;
 static tg_upconn_t *dead; /* closed this loop turn; freed by tg_upstream_free_closed() */
 
 static void on_io(struct ev_loop *loop, ev_io *w, int revents);
@@ -54,9 +59,12 @@ tg_peer_t *tg_peer_get(const char *host, size_t len, int port, tg_tls_client_t *
         name[len - 1] = '\0';
         bare = name + 1;
     }
+    pthread_mutex_lock(&peers_lock);
     for (tg_peer_t *p = peers; p; p = p->next)
-        if (p->port == port && p->tls == tls && strcmp(p->host, bare) == 0)
+        if (p->port == port && p->tls == tls && strcmp(p->host, bare) == 0) {
+            pthread_mutex_unlock(&peers_lock);
             return p;
+        }
 
     tg_peer_t *p = tg_calloc(1, sizeof(*p));
     p->host = tg_strndup(bare, strlen(bare));
@@ -85,6 +93,7 @@ tg_peer_t *tg_peer_get(const char *host, size_t len, int port, tg_tls_client_t *
     }
     p->next = peers;
     peers = p;
+    pthread_mutex_unlock(&peers_lock);
     return p;
 }
 
@@ -223,7 +232,10 @@ static void on_idle_io(struct ev_loop *loop, ev_io *w, int revents)
 
 void tg_peers_close_idle(void)
 {
-    for (tg_peer_t *p = peers; p; p = p->next) {
+    pthread_mutex_lock(&peers_lock);
+    tg_peer_t *list = peers;
+    pthread_mutex_unlock(&peers_lock);
+    for (tg_peer_t *p = list; p; p = p->next) {
         while (p->idle) {
             tg_upconn_t *uc = p->idle;
             p->idle = uc->next;
@@ -237,6 +249,7 @@ void tg_peers_free(void)
 {
     tg_peers_close_idle();
     tg_upstream_free_closed();
+    pthread_mutex_lock(&peers_lock);
     while (peers) {
         tg_peer_t *p = peers;
         peers = p->next;
@@ -245,6 +258,7 @@ void tg_peers_free(void)
         free(p->waiting);
         free(p);
     }
+    pthread_mutex_unlock(&peers_lock);
 }
 
 /* ---- the exchange ---------------------------------------------------------------- */

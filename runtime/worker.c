@@ -3,7 +3,9 @@
  * listeners the master opened, and graceful shutdown.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -20,6 +22,7 @@
 #include "worker.h"
 
 tg_worker_t tg_worker;
+int tg_worker_abandoned_build; /* stopped with a build running: nothing freed (lsan_exit.c) */
 
 static void start_listeners(void)
 {
@@ -88,12 +91,12 @@ static void on_shutdown_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void copy_runtime_settings(tg_settings_t *dst, tg_settings_t *src);
 
-/* This process's CPU time: a reload's own cost, apart from waiting for a
- * core other processes hold. */
+/* The calling thread's CPU time: a reload's own cost, apart from waiting
+ * for a core other threads and processes hold. */
 static double cpu_time(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
@@ -138,44 +141,154 @@ static void report(int status, const tg_settings_t *loaded, const char *err)
     }
 }
 
-/* Reload: a new Lua generation from the config file. Requests in flight
- * finish in the old one; a failure leaves everything as it was. `lead`:
- * the master asked this worker first (SIGUSR2); it answers, and does not
- * apply a config that listens elsewhere (the master starts new workers). */
-static void reload(int lead)
-{
-    tg_settings_t loaded;
-    const char *err = NULL;
-    double t0 = ev_time(), c0 = cpu_time();
+/* ---- reloads ------------------------------------------------------------------
+ *
+ * A reload builds the new generation in a thread of its own, beside the
+ * loop, which goes on serving the current one: the build (tens of ms for a
+ * thousand routes) stalls no request, and a policy constructor that never
+ * returns hangs the build, not the worker. When the build ends the loop
+ * commits it (or drops it) and, if the master asked this worker first,
+ * answers the master. A trigger during a build gives one more build after
+ * it. What a build touches besides its own Lua state is thread-safe: the
+ * genheap pool, the regex and chunk caches, peers and TLS clients are
+ * under locks; the timers its constructors start wait for the commit
+ * (task.c); what the load sets is the thread's (bridge.c). */
 
-    lead = lead && tg_worker.report_fd >= 0;
-    tg_gen_t *g = tg_lua_generation_build(tg_worker.config_path, &loaded, &err);
-    if (g == NULL) {
-        if (lead)
-            report(TG_RELOAD_REFUSED, &loaded, err); /* the master logs it */
+#define HEAP_TRIM_AFTER 60.0 /* seconds without a reload before the heap pool is unmapped */
+#define BUILD_SLOW 10.0 /* seconds: a build this long is logged, and again as often */
+
+typedef struct build {
+    pthread_t thread;
+    int lead;                /* the master asked this worker first: answer it */
+    double t0;               /* when it started (wall clock) */
+    double cpu;              /* its thread's CPU, seconds */
+    tg_gen_t *gen;           /* what it built, or NULL */
+    tg_settings_t loaded;    /* what the config sets */
+    char err[4096];          /* why it failed */
+    atomic_int finished;
+} build_t;
+
+static build_t *building;     /* the build in progress */
+static int build_again;       /* triggered during it: one more after it */
+static int build_again_lead;  /* ... and that one answers the master */
+static ev_async build_done;
+static ev_timer build_slow;
+
+static void *build_main(void *arg)
+{
+    build_t *b = arg;
+    const char *err = NULL;
+    double c0 = cpu_time();
+
+    b->gen = tg_lua_generation_build(tg_worker.config_path, &b->loaded, &err);
+    if (b->gen == NULL)
+        snprintf(b->err, sizeof(b->err), "%s", err ? err : "the build failed");
+    b->cpu = cpu_time() - c0;
+    atomic_store(&b->finished, 1);
+    ev_async_send(tg_worker.loop, &build_done);
+    return NULL;
+}
+
+static void build_start(int lead)
+{
+    build_t *b = tg_calloc(1, sizeof(*b));
+    pthread_attr_t attr;
+    sigset_t all, old;
+
+    b->lead = lead && tg_worker.report_fd >= 0;
+    b->t0 = ev_time();
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, (size_t) 8 << 20);
+    sigfillset(&all); /* signals are the loop's */
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&b->thread, &attr, build_main, b);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        /* no thread to be had: build here, as a worker did before it had one */
+        tg_log_warn("reload: cannot start a build thread (%s); building in the loop", strerror(rc));
+        build_main(b);
+        b->thread = pthread_self();
+    }
+    building = b;
+    ev_timer_set(&build_slow, BUILD_SLOW, BUILD_SLOW);
+    ev_timer_start(tg_worker.loop, &build_slow);
+}
+
+static void build_finish(build_t *b);
+
+static void on_build_done(struct ev_loop *loop, ev_async *w, int revents)
+{
+    tg_unused(w);
+    tg_unused(revents);
+    build_t *b = building;
+    if (b == NULL || !atomic_load(&b->finished))
+        return;
+    if (!pthread_equal(b->thread, pthread_self()))
+        pthread_join(b->thread, NULL);
+    building = NULL;
+    ev_timer_stop(loop, &build_slow);
+    build_finish(b);
+    free(b);
+    if (build_again && !tg_worker.stopping) {
+        int lead = build_again_lead;
+        build_again = build_again_lead = 0;
+        build_start(lead);
+    }
+}
+
+static void on_build_slow(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    tg_unused(loop);
+    tg_unused(w);
+    tg_unused(revents);
+    if (building)
+        tg_log_warn("reload: the new configuration has been building for %.0f s (a policy "
+                    "constructor that does not return?); the previous one serves meanwhile",
+                    ev_time() - building->t0);
+}
+
+/* The loop's half of a reload: a failure leaves everything as it was;
+ * requests in flight finish in the old generation. The lead does not apply
+ * a config that listens elsewhere (the master starts new workers). */
+static void build_finish(build_t *b)
+{
+    tg_settings_t *loaded = &b->loaded;
+    const char *err = NULL;
+    double c0 = cpu_time();
+
+    if (tg_worker.stopping) { /* too late to serve it */
+        if (b->gen)
+            tg_lua_generation_discard(b->gen);
+        tg_settings_free(loaded);
+        return;
+    }
+    if (b->gen == NULL) {
+        if (b->lead)
+            report(TG_RELOAD_REFUSED, loaded, b->err); /* the master logs it */
         else
-            tg_log_error("reload failed, still serving the previous configuration: %s", err);
-        tg_settings_free(&loaded);
+            tg_log_error("reload failed, still serving the previous configuration: %s", b->err);
+        tg_settings_free(loaded);
         return;
     }
-    if (lead && !tg_settings_same_listeners(tg_worker.settings, &loaded)) {
-        tg_lua_generation_discard(g);
-        report(TG_RELOAD_LISTENERS, &loaded, NULL);
-        tg_settings_free(&loaded);
+    if (b->lead && !tg_settings_same_listeners(tg_worker.settings, loaded)) {
+        tg_lua_generation_discard(b->gen);
+        report(TG_RELOAD_LISTENERS, loaded, NULL);
+        tg_settings_free(loaded);
         return;
     }
-    tg_lua_generation_commit(g);
-    if (lead)
-        report(TG_RELOAD_APPLIED, &loaded, NULL);
+    tg_lua_generation_commit(b->gen);
+    if (b->lead)
+        report(TG_RELOAD_APPLIED, loaded, NULL);
     tg_settings_t *s = tg_worker.settings;
-    int reopen = (loaded.access_log == NULL) != (s->access_log == NULL) ||
-                 (loaded.access_log && strcmp(loaded.access_log, s->access_log) != 0);
-    char *access_log = loaded.access_log;
-    loaded.access_log = NULL;
-    for (int i = 0; i < loaded.nlisten; i++)
-        free(loaded.listen[i].host);
-    loaded.nlisten = 0;
-    copy_runtime_settings(s, &loaded);
+    int reopen = (loaded->access_log == NULL) != (s->access_log == NULL) ||
+                 (loaded->access_log && strcmp(loaded->access_log, s->access_log) != 0);
+    char *access_log = loaded->access_log;
+    loaded->access_log = NULL;
+    for (int i = 0; i < loaded->nlisten; i++)
+        free(loaded->listen[i].host);
+    loaded->nlisten = 0;
+    copy_runtime_settings(s, loaded);
     if (reopen) {
         if (tg_access_log_open(access_log, &err) != TG_OK) {
             tg_log_error("cannot open the access log %s: %s; keeping the previous one",
@@ -192,10 +305,13 @@ static void reload(int lead)
     tg_log_level = s->log_level;
     tg_http1_init(s->max_head_size);
     tg_log_info("configuration reloaded (generation %u) in %.1f ms (%.1f ms CPU)",
-                tg_lua_generation(), (ev_time() - t0) * 1000, (cpu_time() - c0) * 1000);
+                tg_lua_generation(), (ev_time() - b->t0) * 1000,
+                (b->cpu + cpu_time() - c0) * 1000);
+    /* the old generation's heap is pooled when it closes: unmapped if no reload follows */
+    ev_timer_stop(tg_worker.loop, &tg_worker.heap_trim);
+    ev_timer_set(&tg_worker.heap_trim, HEAP_TRIM_AFTER, 0);
+    ev_timer_start(tg_worker.loop, &tg_worker.heap_trim);
 }
-
-#define HEAP_TRIM_AFTER 60.0 /* seconds without a reload before the heap pool is unmapped */
 
 static void on_heap_trim(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -209,13 +325,18 @@ static void on_heap_trim(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 {
+    tg_unused(loop);
     tg_unused(revents);
+    int lead = w->signum == SIGUSR2;
     if (tg_worker.stopping)
         return;
-    reload(w->signum == SIGUSR2);
-    ev_timer_stop(loop, &tg_worker.heap_trim); /* the old generation's heap is pooled when it closes */
-    ev_timer_set(&tg_worker.heap_trim, HEAP_TRIM_AFTER, 0);
-    ev_timer_start(loop, &tg_worker.heap_trim);
+    if (building) {
+        tg_log_debug("reload: a build is under way; another follows it");
+        build_again = 1;
+        build_again_lead |= lead;
+        return;
+    }
+    build_start(lead);
 }
 
 static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
@@ -345,6 +466,9 @@ int tg_worker_run(tg_settings_t *s, const char *config_path, int id, int report_
     }
     ev_init(&tg_worker.accept_retry, on_accept_retry);
     ev_init(&tg_worker.heap_trim, on_heap_trim);
+    ev_init(&build_slow, on_build_slow);
+    ev_async_init(&build_done, on_build_done);
+    ev_async_start(tg_worker.loop, &build_done);
     ev_signal_init(&tg_worker.sigterm, on_stop, SIGTERM);
     ev_signal_init(&tg_worker.sigint, on_stop, SIGINT);
     ev_signal_init(&tg_worker.sigquit, on_stop, SIGQUIT);
@@ -368,6 +492,16 @@ int tg_worker_run(tg_settings_t *s, const char *config_path, int id, int report_
     tg_log_debug("worker %d ready", id);
     ev_run(tg_worker.loop, 0);
 
+    if (building && atomic_load(&building->finished))
+        on_build_done(tg_worker.loop, &build_done, 0); /* discarded: the worker is stopping */
+    if (building) {
+        /* a build that does not end (a constructor that never returns): it
+         * may still use what the teardown would free, so nothing is freed */
+        tg_log_warn("stopping with a reload still building (for %.0f s); it is abandoned",
+                    ev_time() - building->t0);
+        tg_worker_abandoned_build = 1;
+        return 0;
+    }
     tg_timers_stop_all();
     tg_conns_close_all();
     tg_conns_free_closed();

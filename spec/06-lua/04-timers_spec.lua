@@ -19,6 +19,7 @@ local now = H.now
 --   call:<gen>               once: sleeps 0.05 s, calls the mock, records the answer
 --   faulty:<gen>             every `period` s, raising an error every run
 --   sleeper:<gen>            (sleeper = true) once: sleeps 30 s (in progress at shutdown)
+--   built:<gen>              the constructor ran
 local TICKER = [[
 local shdict = require "tollgate.shdict"
 local timer = require "tollgate.timer"
@@ -34,6 +35,7 @@ return {
   } },
   new = function(conf)
     local g = conf.gen
+    shdict.incr("built:" .. g, 1)
     timer.every(conf.period, function()
       shdict.incr("ticks:" .. g, 1)
       shdict.incr("ticks:all", 1)
@@ -199,6 +201,29 @@ describe("timers and reloads", function()
       return v["after:R2"] >= 1 and v["stopper:R2"] >= 3 and v
     end, 5, "R2's one-shot and stopper")
     assert.same({ ["after:R2"] = 1, ["stopper:R2"] = 3, ["after:R1"] = 1, ["stopper:R1"] = 3 }, c)
+  end)
+
+  it("a build that fails after a constructor started timers: none of them ever runs", function()
+    -- the ticker's constructor starts its timers, then the next step's throws: the new
+    -- generation is dropped, and its timers with it (they wait for their generation to serve)
+    local boom = { ["policies/boom.lua"] =
+      'return { name = "boom", new = function() error("boom in the constructor") end, ' ..
+      'access = function() end }' }
+    for k, v in pairs(FILES) do boom[k] = v end
+    local g = H.start{ config = config("K1"), files = boom }
+    until_ticks(g, "K1", 2)
+    local failing = config("KF"):gsub("policies: %[ticker, peek, terminate%]",
+      "policies: [ticker, peek, terminate, boom]"):gsub("      %- terminate:", "      - boom:\n%0")
+    assert(process.write_file(g.config_path, failing))
+    assert(g:signal("HUP"))
+    H.until_(function() return g:logs():find("boom in the constructor", 1, true) end, 10,
+      "the reload to fail")
+    -- twenty periods of the serving generation later
+    until_ticks(g, "K1", H.counter(g, "ticks:K1") + 20)
+    local c = H.counters(g, { "built:KF", "ticks:KF", "after:KF", "stopper:KF", "faulty:KF" })
+    assert.same({ ["built:KF"] = 1, ["ticks:KF"] = 0, ["after:KF"] = 0, ["stopper:KF"] = 0,
+                  ["faulty:KF"] = 0 }, c)
+    assert.equal("ok", assert(g:get("/x")).body)
   end)
 
   it("after several reloads only the last generation ticks", function()

@@ -1,0 +1,102 @@
+-- luacheck: std +busted
+-- A worker builds a new generation in a thread beside its loop: while the
+-- build runs (here: held in a policy constructor for as long as we like)
+-- the worker goes on serving the previous generation, a further trigger
+-- waits for it, and a build that never ends neither stops the serving nor
+-- keeps the gateway from stopping. One worker throughout, so every request
+-- goes to the worker that builds.
+
+local H = require "spec.04-reload.helpers"
+local gateway = require "spec.support.gateway"
+local process = require "spec.support.process"
+
+-- A user policy whose constructor, while the file `hold` exists in the
+-- gateway's directory, writes `holding` and waits (polling every 5 ms)
+-- until `hold` is removed. Neither file is watched.
+local HOLD_POLICY = [[
+local ffi = require "ffi"
+pcall(ffi.cdef, "int poll(void *fds, unsigned long nfds, int timeout);")
+return {
+  name = "hold",
+  new = function(conf, env)
+    local function exists(name)
+      local f = io.open(env.dir .. "/" .. name, "rb")
+      if f then f:close() end
+      return f ~= nil
+    end
+    if exists("hold") then
+      local f = assert(io.open(env.dir .. "/holding", "wb"))
+      f:close()
+      while exists("hold") do ffi.C.poll(nil, 0, 5) end
+    end
+    return {}
+  end,
+  access = function() end,
+}
+]]
+
+describe("a reload built beside the loop", function()
+  teardown(function() gateway.cleanup_all() end)
+
+  local function config(message)
+    return H.config{ tollgate = { "watch: false" }, steps = { "      - hold:", H.terminate(message) } }
+  end
+
+  local function start(message)
+    local r = H.start{ config = config(message), files = { ["policies/hold.lua"] = HOLD_POLICY },
+                       workers = 1 }
+    finally(function() r:cleanup() end)
+    assert.equal(message, r:get("/").body)
+    return r
+  end
+
+  -- starts a reload to `message` and waits until its build is held in the constructor
+  local function held_reload(r, message)
+    r:write_file("hold", "")
+    r:replace(config(message))
+    assert(r.g:signal("HUP"))
+    process.wait_for(function()
+      return process.read_file(r.g.dir .. "/holding") ~= nil
+    end, 5, "the build to reach the constructor")
+  end
+
+  it("serves the previous configuration while the new one builds, then applies it", function()
+    local r = start("one")
+    held_reload(r, "two")
+    for _ = 1, 20 do
+      local res = r:get("/")
+      assert.equal(200, res.status)
+      assert.equal("one", res.body)
+    end
+    assert.equal(0, r:count("configuration reloaded"))
+    assert(os.remove(r.g.dir .. "/hold"))
+    r:wait_reload()
+    assert.equal("two", r:get("/").body)
+    r:wait_count("master %d+: worker 0 checked and applied it %(generation 2%)", 1)
+  end)
+
+  it("a trigger during the build is built after it, once", function()
+    local r = start("one")
+    held_reload(r, "two")
+    r:replace(config("three"))
+    assert(r.g:signal("HUP"))
+    r:wait_count("master %d+: SIGHUP: a reload is under way; another follows it", 1)
+    assert.equal("one", r:get("/").body)
+    assert(os.remove(r.g.dir .. "/hold"))
+    r:wait_reload()
+    r:wait_reload()
+    assert.equal("three", r:get("/").body)
+    assert.equal(2, r:count("configuration reloaded"))
+  end)
+
+  it("a build that never ends: the worker serves on, and SIGTERM still stops the gateway", function()
+    local r = start("one")
+    held_reload(r, "two")
+    for _ = 1, 5 do assert.equal("one", r:get("/").body) end
+    local code = r.g:stop{ timeout = 10 }
+    assert.equal(0, code, r.g:logs())
+    assert.equal(1, r:count("worker %d+: stopping with a reload still building %(for %d+ s%); " ..
+      "it is abandoned"))
+    assert.equal(0, r:count("configuration reloaded"))
+  end)
+end)
