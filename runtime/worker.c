@@ -7,7 +7,9 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "bridge.h"
@@ -145,8 +147,8 @@ static void report(int status, const tg_settings_t *loaded, const char *err)
  *
  * A reload builds the new generation in a thread of its own, beside the
  * loop, which goes on serving the current one: the build (tens of ms for a
- * thousand routes) stalls no request, and a policy constructor that never
- * returns hangs the build, not the worker. When the build ends the loop
+ * thousand routes, at a lower priority) stalls no request, and a policy
+ * constructor that never returns hangs the build, not the worker. When the build ends the loop
  * commits it (or drops it) and, if the master asked this worker first,
  * answers the master. A trigger during a build gives one more build after
  * it. What a build touches besides its own Lua state is thread-safe: the
@@ -159,6 +161,7 @@ static void report(int status, const tg_settings_t *loaded, const char *err)
 
 typedef struct build {
     pthread_t thread;
+    pthread_t loop_thread;
     int lead;                /* the master asked this worker first: answer it */
     double t0;               /* when it started (wall clock) */
     double cpu;              /* its thread's CPU, seconds */
@@ -180,6 +183,18 @@ static void *build_main(void *arg)
     const char *err = NULL;
     double c0 = cpu_time();
 
+    /* Ten nice levels below the loop (a thread's nice value is its own on
+     * Linux): on a core that serves, the build takes what serving leaves,
+     * and still gets a tenth or so of it; on an idle core it runs at full
+     * speed. Not when the build runs in the loop itself (no thread). */
+    if (!pthread_equal(pthread_self(), b->loop_thread)) {
+        id_t tid = (id_t) syscall(SYS_gettid);
+        errno = 0;
+        int prio = getpriority(PRIO_PROCESS, tid);
+        if (errno == 0)
+            setpriority(PRIO_PROCESS, tid, prio + 10 > 19 ? 19 : prio + 10);
+    }
+
     b->gen = tg_lua_generation_build(tg_worker.config_path, &b->loaded, &err);
     if (b->gen == NULL)
         snprintf(b->err, sizeof(b->err), "%s", err ? err : "the build failed");
@@ -197,6 +212,7 @@ static void build_start(int lead)
 
     b->lead = lead && tg_worker.report_fd >= 0;
     b->t0 = ev_time();
+    b->loop_thread = pthread_self();
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, (size_t) 8 << 20);
     sigfillset(&all); /* signals are the loop's */

@@ -60,9 +60,29 @@ describe("a reload built beside the loop", function()
     end, 5, "the build to reach the constructor")
   end
 
+  -- the nice values of the threads of process pid
+  local function thread_nices(pid)
+    local list = {}
+    local ls = assert(io.popen("ls /proc/" .. pid .. "/task"))
+    for tid in ls:lines() do
+      local stat = process.read_file("/proc/" .. pid .. "/task/" .. tid .. "/stat")
+      if stat then
+        local fields = {}
+        for f in stat:match("%) (.*)$"):gmatch("%S+") do fields[#fields + 1] = f end
+        list[#list + 1] = tonumber(fields[17]) -- field 19 of stat: nice
+      end
+    end
+    ls:close()
+    table.sort(list)
+    return list
+  end
+
   it("serves the previous configuration while the new one builds, then applies it", function()
     local r = start("one")
+    assert.same({ 0 }, thread_nices(r.workers[1]))
     held_reload(r, "two")
+    -- the build is a thread of the worker's, ten nice levels below its loop
+    assert.same({ 0, 10 }, thread_nices(r.workers[1]))
     for _ = 1, 20 do
       local res = r:get("/")
       assert.equal(200, res.status)
@@ -73,6 +93,7 @@ describe("a reload built beside the loop", function()
     r:wait_reload()
     assert.equal("two", r:get("/").body)
     r:wait_count("master %d+: worker 0 checked and applied it %(generation 2%)", 1)
+    assert.same({ 0 }, thread_nices(r.workers[1])) -- the thread ended
   end)
 
   it("a trigger during the build is built after it, once", function()
