@@ -308,7 +308,10 @@ static int load_config(lua_State *L, const char *path, tg_settings_t *s, int ser
             lua_settop(L, top);
             return TG_ERROR;
         }
-        tg_tls_server_free(srv);
+        if (serve) /* the worker serves with them (made here, in its build thread) */
+            s->tls_server = srv;
+        else
+            tg_tls_server_free(srv);
     }
     if (serve) {
         lua_getfield(L, -2, "main"); /* the request loop of tollgate.runtime */

@@ -45,6 +45,8 @@ void tg_settings_free(tg_settings_t *s)
     free(s->pid_file);
     s->pid_file = NULL;
     tg_tls_config_free(&s->tls);
+    tg_tls_server_free(s->tls_server);
+    s->tls_server = NULL;
 }
 
 int tg_settings_same_listeners(const tg_settings_t *cur, tg_settings_t *next)

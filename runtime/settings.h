@@ -48,6 +48,8 @@ typedef struct tg_settings {
     int nfiles;
     char *pid_file;              /* NULL: the default place (master.c) */
     tg_tls_config_t tls;         /* the https listener's certificates (ncerts 0: none) */
+    struct tg_tls_server *tls_server; /* their contexts, made by a load that serves (bridge.c):
+                                         the worker takes them instead of loading them again */
     int log_level;
 } tg_settings_t;
 

@@ -402,13 +402,19 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     tg_access_log_flush();
 }
 
-/* The https listener's contexts for a config (kept in tg_worker.tls). */
-static int use_tls(tg_tls_config_t *cfg)
+/* The https listener's contexts for a config (kept in tg_worker.tls): the
+ * ones its load made, or made here. */
+static int use_tls(tg_settings_t *src)
 {
     char msg[600];
-    if (cfg->ncerts == 0)
+    tg_tls_server_t *srv = src->tls_server;
+    src->tls_server = NULL;
+    if (src->tls.ncerts == 0) {
+        tg_tls_server_free(srv);
         return TG_OK;
-    tg_tls_server_t *srv = tg_tls_server_new(cfg, msg, sizeof(msg));
+    }
+    if (srv == NULL)
+        srv = tg_tls_server_new(&src->tls, msg, sizeof(msg));
     if (srv == NULL) {
         tg_log_error("TLS: %s", msg);
         return TG_ERROR;
@@ -428,7 +434,7 @@ static void copy_runtime_settings(tg_settings_t *dst, tg_settings_t *src)
         free(src->files[i]);
     free(src->files);
     free(src->pid_file);
-    use_tls(&src->tls); /* a failure keeps the previous certificates */
+    use_tls(src); /* a failure keeps the previous certificates */
     tg_tls_config_free(&src->tls);
     *dst = *src;
     memcpy(dst->listen, keep.listen, sizeof(keep.listen));
