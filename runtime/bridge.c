@@ -19,6 +19,8 @@
 #include <lauxlib.h>
 #include <limits.h>
 #include <lualib.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -351,18 +353,90 @@ int tg_lua_load_config(lua_State *L, const char *path, tg_settings_t *s, int ser
 
 /* ---- generations ------------------------------------------------------------ */
 
-static void gen_free(tg_gen_t *g)
+/* A generation's Lua state and memory go (any thread: its finalizers
+ * only release what is shared under locks, such as cached regexes). */
+static void gen_close(tg_gen_t *g)
 {
-    if (g->id) /* it served: its timers are the loop's */
-        tg_timers_free_gen(g);
-    else
-        tg_timers_drop_gen(g);
+    double t0 = ev_time();
+    unsigned id = g->id;
     tg_genheap_closing(g->heap);
     lua_close(g->L);
     tg_genheap_free(g->heap);
     free(g->slots);
     free(g->freelist);
     free(g);
+    if (id)
+        tg_log_debug("generation %u closed in %.1f ms", id, (ev_time() - t0) * 1000);
+}
+
+static void gen_free(tg_gen_t *g)
+{
+    if (g->id) /* it served: its timers are the loop's */
+        tg_timers_free_gen(g);
+    else
+        tg_timers_drop_gen(g);
+    gen_close(g);
+}
+
+/* ---- closing retired generations beside the loop -------------------------------
+ *
+ * Closing a generation walks every object of its state (a few ms for 1,000
+ * routes). A worker hands the generations whose last request has ended to
+ * a closer thread, ten nice levels below its loop, as it does with builds
+ * (worker.c), so neither half of a reload stalls requests. */
+
+static pthread_mutex_t close_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t close_wake = PTHREAD_COND_INITIALIZER;
+static tg_gen_t *to_close;    /* waiting for the closer, linked through next */
+static int closer_on;         /* tg_lua_close_beside: the closer thread runs */
+static int closer_stop;
+static pthread_t closer;
+
+static void *closer_main(void *arg)
+{
+    tg_unused(arg);
+    tg_thread_nice(10);
+    pthread_mutex_lock(&close_lock);
+    for (;;) {
+        while (to_close == NULL && !closer_stop)
+            pthread_cond_wait(&close_wake, &close_lock);
+        tg_gen_t *g = to_close;
+        if (g == NULL)
+            break; /* stopping, and nothing left */
+        to_close = g->next;
+        pthread_mutex_unlock(&close_lock);
+        gen_close(g);
+        pthread_mutex_lock(&close_lock);
+    }
+    pthread_mutex_unlock(&close_lock);
+    return NULL;
+}
+
+void tg_lua_close_beside(void)
+{
+    sigset_t all, old;
+    if (closer_on)
+        return;
+    sigfillset(&all); /* signals are the loop's */
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    closer_stop = 0;
+    closer_on = pthread_create(&closer, NULL, closer_main, NULL) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!closer_on)
+        tg_log_warn("cannot start a thread to close old configurations; the loop closes them");
+}
+
+/* Waits for the closer to close what it was given, and stops it. */
+static void closer_end(void)
+{
+    if (!closer_on)
+        return;
+    pthread_mutex_lock(&close_lock);
+    closer_stop = 1;
+    pthread_cond_signal(&close_wake);
+    pthread_mutex_unlock(&close_lock);
+    pthread_join(closer, NULL);
+    closer_on = 0;
 }
 
 /* A generation's state, over its own heap (genheap.h). */
@@ -442,15 +516,21 @@ void tg_lua_collect(void)
     tg_gen_t **pp = &retired;
     while (*pp) {
         tg_gen_t *g = *pp;
-        if (g->active == 0) {
-            *pp = g->next;
-            double t0 = ev_time();
-            unsigned id = g->id;
-            gen_free(g);
-            tg_log_debug("generation %u closed in %.1f ms", id, (ev_time() - t0) * 1000);
-        } else {
+        if (g->active != 0) {
             pp = &g->next;
+            continue;
         }
+        *pp = g->next;
+        if (!closer_on) {
+            gen_free(g);
+            continue;
+        }
+        tg_timers_free_gen(g); /* the loop's part */
+        pthread_mutex_lock(&close_lock);
+        g->next = to_close;
+        to_close = g;
+        pthread_cond_signal(&close_wake);
+        pthread_mutex_unlock(&close_lock);
     }
 }
 
@@ -464,6 +544,7 @@ int tg_lua_retired(void)
 
 void tg_lua_shutdown(void)
 {
+    closer_end();
     while (retired) {
         tg_gen_t *g = retired;
         retired = g->next;

@@ -55,6 +55,9 @@ void tg_lua_generation_commit(tg_gen_t *g);
 void tg_lua_generation_discard(tg_gen_t *g);
 unsigned tg_lua_generation(void);    /* id of the current generation */
 void tg_lua_collect(void);           /* closes retired generations with no requests */
+/* From now on tg_lua_collect hands them to a thread that closes them beside
+ * the loop (a worker's); tg_lua_shutdown waits for it. */
+void tg_lua_close_beside(void);
 int tg_lua_retired(void);            /* retired generations not closed yet */
 void tg_lua_shutdown(void);
 /* The generation being loaded (its policies' constructors may start timers). */

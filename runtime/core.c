@@ -4,12 +4,14 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "tg.h"
 
-int tg_log_level = TG_LOG_INFO;
+_Atomic int tg_log_level = TG_LOG_INFO;
 const char *tg_process_role = "master";
 
 void *tg_malloc(size_t size)
@@ -78,6 +80,15 @@ int tg_str_ieq(const char *p, size_t len, const char *lower, size_t lower_len)
             return 0;
     }
     return 1;
+}
+
+void tg_thread_nice(int n)
+{
+    id_t tid = (id_t) syscall(SYS_gettid);
+    errno = 0;
+    int prio = getpriority(PRIO_PROCESS, tid);
+    if (errno == 0)
+        setpriority(PRIO_PROCESS, tid, prio + n > 19 ? 19 : prio + n);
 }
 
 void tg_log(int level, const char *fmt, ...)

@@ -34,10 +34,8 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -521,7 +519,7 @@ static void *check_config(void *arg)
      * all serving, the check (tens of ms for thousands of routes) takes
      * what they leave instead of a slice of one worker's core. A thread's
      * own nice value applies to it alone (Linux), and it ends with it. */
-    setpriority(PRIO_PROCESS, (id_t) syscall(SYS_gettid), 10);
+    tg_thread_nice(10);
     lua_State *L = tg_lua_new_alloc(arena_alloc, NULL);
     if (L == NULL)
         L = tg_lua_new(); /* LuaJIT's own allocator then */

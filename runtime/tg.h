@@ -46,6 +46,11 @@ char *tg_strndup(const char *s, size_t len);
 
 /* Case-insensitive comparison of an ASCII slice against a lower-case name. */
 int tg_str_ieq(const char *p, size_t len, const char *lower, size_t lower_len);
+
+/* Lowers the calling thread's priority by n nice levels (Linux: a thread's
+ * nice value is its own), for work done beside a loop that serves: reload
+ * builds, closing old generations, the master's check. */
+void tg_thread_nice(int n);
 /* Writes v in decimal backwards so that it ends just before end; returns
  * where it starts (at most 20 bytes before end). */
 static inline char *tg_u64_digits(char *end, uint64_t v)
@@ -71,7 +76,7 @@ static inline int tg_is_token(const char *p, size_t n)
 /* Log levels; messages go to stderr, one line each. */
 enum tg_log_level { TG_LOG_ERROR, TG_LOG_WARN, TG_LOG_INFO, TG_LOG_DEBUG };
 
-extern int tg_log_level;
+extern _Atomic int tg_log_level; /* read by the threads beside a worker's loop too */
 extern const char *tg_process_role; /* "master" or "worker" */
 
 void tg_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -7,9 +7,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "bridge.h"
@@ -187,13 +185,8 @@ static void *build_main(void *arg)
      * Linux): on a core that serves, the build takes what serving leaves,
      * and still gets a tenth or so of it; on an idle core it runs at full
      * speed. Not when the build runs in the loop itself (no thread). */
-    if (!pthread_equal(pthread_self(), b->loop_thread)) {
-        id_t tid = (id_t) syscall(SYS_gettid);
-        errno = 0;
-        int prio = getpriority(PRIO_PROCESS, tid);
-        if (errno == 0)
-            setpriority(PRIO_PROCESS, tid, prio + 10 > 19 ? 19 : prio + 10);
-    }
+    if (!pthread_equal(pthread_self(), b->loop_thread))
+        tg_thread_nice(10);
 
     b->gen = tg_lua_generation_build(tg_worker.config_path, &b->loaded, &err);
     if (b->gen == NULL)
@@ -505,6 +498,7 @@ int tg_worker_run(tg_settings_t *s, const char *config_path, int id, int report_
      * SIGHUP or SIGTERM sent while the config loads waits, it does not kill */
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+    tg_lua_close_beside(); /* old generations are closed in a thread of their own */
     ev_prepare_init(&tg_worker.prepare, on_prepare);
     ev_prepare_start(tg_worker.loop, &tg_worker.prepare);
     start_listeners();
