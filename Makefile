@@ -20,6 +20,9 @@
 #                   UBSan or LeakSanitizer report a gateway process wrote
 #                   (reports: build-asan/reports/; suppressions:
 #                   fuzz/asan/lsan.supp)
+#   make test-tsan  build the gateway with ThreadSanitizer (clang, into
+#                   build-tsan/) and run the specs that exercise its threads
+#                   (reloads, TLS, Lua, policies) against it; fails on any report
 #   make fuzz       build the libFuzzer targets (clang) into build-fuzz/ and run
 #                   each for FUZZ_TIME seconds (default 60), FUZZ_JOBS at a time
 #                   (default 1), on its seeds in fuzz/corpus/<target>/; fails on
@@ -28,7 +31,7 @@
 #                   template. See fuzz/README.md
 #   make fuzz-regress  run every fuzz target once over its corpus (no fuzzing):
 #                   seeds and past crashes; part of `make test`
-#   make clean      remove build/, build-asan/ and build-fuzz/
+#   make clean      remove build/, build-asan/, build-tsan/ and build-fuzz/
 #
 # Dependencies come from Debian packages only (see DEPS). LuaJIT is the
 # OpenResty fork (libluajit2-5.1-dev, luajit2). The binary exports its
@@ -80,7 +83,7 @@ HDRS := $(wildcard runtime/*.h)
 CTESTS := $(patsubst spec/c/%.c,$(BUILD)/spec/%,$(wildcard spec/c/test_*.c))
 
 .PHONY: all run test deps bench-deps install-packages bench clean check-c lint busted install \
-        fuzz fuzz-deps fuzz-build fuzz-regress test-asan
+        fuzz fuzz-deps fuzz-build fuzz-regress test-asan test-tsan
 
 all: $(BUILD)/tollgate $(BUILD)/libtollgate.so
 
@@ -179,6 +182,25 @@ test-asan: deps
 	    --exclude-pattern=07%-memory_spec; \
 	    rc=$$?; fuzz/asan/check-reports.sh $(SAN_REPORTS) || rc=1; exit $$rc
 
+# ---- ThreadSanitizer: a worker builds and closes generations in threads
+# beside its loop, the resolver and the master's check have threads of
+# their own; the specs that exercise them run against a gateway built with
+# -fsanitize=thread (clang, into build-tsan/). Fails on any report a gateway
+# process wrote (build-tsan/reports/). The C core loaded by busted's luajit
+# is not instrumented (LuaJIT is not): this checks the gateway's threads.
+TSAN_REPORTS = $(CURDIR)/build-tsan/reports
+TSAN_SPECS   = spec/04-reload spec/05-tls spec/06-lua spec/03-policies
+
+test-tsan: deps fuzz-deps
+	$(MAKE) BUILD=build-tsan CC=clang CFLAGS="-O1 -g -fsanitize=thread" \
+	    LDFLAGS="-fsanitize=thread -rdynamic" build-tsan/tollgate
+	rm -rf $(TSAN_REPORTS) && mkdir -p $(TSAN_REPORTS)
+	TSAN_OPTIONS=log_path=$(TSAN_REPORTS)/tsan TOLLGATE_BIN=$(CURDIR)/build-tsan/tollgate \
+	    busted --lua=luajit --exclude-pattern=07%-memory_spec $(TSAN_SPECS); \
+	    rc=$$?; if ls $(TSAN_REPORTS)/tsan.* >/dev/null 2>&1; then \
+	        cat $(TSAN_REPORTS)/tsan.*; echo "test-tsan: reports above"; rc=1; \
+	    else echo "test-tsan: no ThreadSanitizer report"; fi; exit $$rc
+
 deps:
 	@$(MAKE) -s install-packages PACKAGES="$(DEPS)"
 
@@ -230,4 +252,4 @@ install: all
 	install -m 644 policies/*.lua $(DESTDIR)$(DATADIR)/policies/
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-tsan
