@@ -3,6 +3,7 @@
  * listeners the master opened, and graceful shutdown.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -146,9 +147,9 @@ static void report(int status, const tg_settings_t *loaded, const char *err)
  * A reload builds the new generation in a thread of its own, beside the
  * loop, which goes on serving the current one: the build (tens of ms for a
  * thousand routes, at a lower priority) stalls no request, and a policy
- * constructor that never returns hangs the build, not the worker. When the build ends the loop
- * commits it (or drops it) and, if the master asked this worker first,
- * answers the master. A trigger during a build gives one more build after
+ * constructor that never returns hangs the build, not the worker. When
+ * the build ends the loop commits it (or drops it) and, if the master
+ * asked this worker first, answers the master. A trigger during a build gives one more build after
  * it. What a build touches besides its own Lua state is thread-safe: the
  * genheap pool, the regex and chunk caches, peers and TLS clients are
  * under locks; the timers its constructors start wait for the commit
@@ -330,6 +331,9 @@ static void on_heap_trim(struct ev_loop *loop, ev_timer *w, int revents)
     tg_log_debug("no reload for %.0f s: unmapping %zu KB of spare Lua heap", HEAP_TRIM_AFTER,
                  tg_genheap_pooled() >> 10);
     tg_genheap_trim();
+    /* and what malloc keeps free: the large blocks of the states the build
+     * and closer threads handled sit in those threads' arenas */
+    malloc_trim(0);
 }
 
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
