@@ -196,6 +196,7 @@ static void read_settings(lua_State *L, int idx, tg_settings_t *s)
     s->send_timeout = num_field(L, idx, "send_timeout", s->send_timeout);
     s->tunnel_timeout = num_field(L, idx, "tunnel_timeout", s->tunnel_timeout);
     s->shutdown_timeout = num_field(L, idx, "shutdown_timeout", s->shutdown_timeout);
+    s->reload_timeout = num_field(L, idx, "reload_timeout", s->reload_timeout);
     s->max_head_size = (size_t) num_field(L, idx, "max_head_size", (double) s->max_head_size);
     s->max_body_size = (uint64_t) num_field(L, idx, "max_body_size", (double) s->max_body_size);
     s->max_buffered_body =

@@ -47,7 +47,13 @@
 #define MAX_WORKERS 256
 #define RESTART_DELAY_MAX 30.0
 #define DEBOUNCE 0.3 /* seconds of quiet after a file change before reloading */
-#define LEAD_WAIT 60.0 /* seconds the lead worker gets to build and report */
+/* Seconds the master waits for the lead worker's report: the lead gives its
+ * build reloadTimeout and then answers itself (refused), so this is a
+ * margin over it, or the whole wait when reloadTimeout is 0 (no limit). */
+#define LEAD_MARGIN 5.0
+#define LEAD_WAIT_UNLIMITED 60.0
+
+static double lead_wait(void);
 
 typedef struct child {
     pid_t pid;         /* 0 when not running */
@@ -637,6 +643,12 @@ static void reload_checked(const char *what)
 
 /* ---- reload through the lead worker ------------------------------------------- */
 
+static double lead_wait(void)
+{
+    return settings->reload_timeout > 0 ? settings->reload_timeout + LEAD_MARGIN
+                                        : LEAD_WAIT_UNLIMITED;
+}
+
 
 static void reload(const char *why)
 {
@@ -657,7 +669,7 @@ static void reload(const char *why)
     tg_log_info("%s: checking %s (worker %d builds it first)", why, config, lead);
     pending.pid = children[lead].pid;
     pending.lead = lead;
-    pending.deadline = now_mono() + LEAD_WAIT;
+    pending.deadline = now_mono() + lead_wait();
     pending.again = 0;
     kill(pending.pid, SIGUSR2);
 }
@@ -691,7 +703,7 @@ static void on_report(const char *buf, size_t n)
         return;
     memcpy(&r, buf, sizeof(r));
     if (pending.pid == 0 || r.pid != pending.pid) {
-        /* No reload waits for it: a lead that answered after LEAD_WAIT, or
+        /* No reload waits for it: a lead that answered after the master stopped waiting, or
          * a worker sent SIGUSR2 by hand. If it applied a config, the other
          * workers follow it, as they would have. */
         int from = -1;
@@ -748,6 +760,7 @@ static void on_report(const char *buf, size_t n)
         settings->log_level = r.log_level;
         tg_log_level = r.log_level;
         settings->shutdown_timeout = r.shutdown_timeout;
+        settings->reload_timeout = r.reload_timeout;
         settings->workers = r.workers;
         if (access_log) {
             free(settings->access_log);
@@ -855,7 +868,8 @@ int tg_master_run(tg_settings_t *s, const char *config_path, int workers)
             if (pending.pid) {
                 if (now >= pending.deadline) {
                     tg_log_error("worker %d has not finished building the new configuration "
-                                 "after %.0f s; no longer waiting for it", pending.lead, LEAD_WAIT);
+                                 "after %.0f s; no longer waiting for it", pending.lead,
+                                 lead_wait());
                     lead_done();
                 } else if (pending.deadline - now < wait) {
                     wait = pending.deadline - now;

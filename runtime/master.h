@@ -36,6 +36,7 @@ typedef struct tg_reload_report {
     int32_t log_level;
     int32_t nfiles;
     double shutdown_timeout;
+    double reload_timeout;
 } tg_reload_report_t;
 
 #define TG_RELOAD_REPORT_MAX 65536

@@ -16,6 +16,7 @@ void tg_settings_defaults(tg_settings_t *s)
     s->send_timeout = 60;
     s->tunnel_timeout = 300;
     s->shutdown_timeout = 10;
+    s->reload_timeout = 30;
     s->max_head_size = 32768;
     s->max_body_size = 0;
     s->max_buffered_body = 8 * 1024 * 1024;

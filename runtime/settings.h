@@ -51,6 +51,7 @@ typedef struct tg_settings {
     struct tg_tls_server *tls_server; /* their contexts, made by a load that serves (bridge.c):
                                          the worker takes them instead of loading them again */
     int log_level;
+    double reload_timeout;       /* seconds a reload's build may take (0: no limit) */
 } tg_settings_t;
 
 void tg_settings_defaults(tg_settings_t *s);

@@ -113,6 +113,7 @@ static void report(int status, const tg_settings_t *loaded, const char *err)
         .watch = loaded->watch,
         .log_level = loaded->log_level,
         .shutdown_timeout = loaded->shutdown_timeout,
+        .reload_timeout = loaded->reload_timeout,
     };
     size_t n = sizeof(r);
     const char *head[2] = { err ? err : "", loaded->access_log ? loaded->access_log : "" };
@@ -150,7 +151,10 @@ static void report(int status, const tg_settings_t *loaded, const char *err)
  * constructor that never returns hangs the build, not the worker. When
  * the build ends the loop commits it (or drops it) and, if the master
  * asked this worker first, answers the master. A trigger during a build gives one more build after
- * it. What a build touches besides its own Lua state is thread-safe: the
+ * it. A build that runs longer than reloadTimeout is given up: the worker
+ * answers or logs that it is refused, and serves on; its thread is left
+ * to end on its own (it cannot be stopped) and what it built is dropped.
+ * What a build touches besides its own Lua state is thread-safe: the
  * genheap pool, the regex and chunk caches, peers and TLS clients are
  * under locks; the timers its constructors start wait for the commit
  * (task.c); what the load sets is the thread's (bridge.c). */
@@ -168,13 +172,16 @@ typedef struct build {
     tg_settings_t loaded;    /* what the config sets */
     char err[4096];          /* why it failed */
     atomic_int finished;
+    struct build *next;      /* the abandoned list */
 } build_t;
 
 static build_t *building;     /* the build in progress */
+static build_t *abandoned;    /* given up (reloadTimeout), their threads still running */
 static int build_again;       /* triggered during it: one more after it */
 static int build_again_lead;  /* ... and that one answers the master */
 static ev_async build_done;
-static ev_timer build_slow;
+static ev_timer build_slow;   /* every BUILD_SLOW seconds of a build: logged */
+static ev_timer build_stuck;  /* reloadTimeout: the build is given up */
 
 static void *build_main(void *arg)
 {
@@ -223,28 +230,93 @@ static void build_start(int lead)
     building = b;
     ev_timer_set(&build_slow, BUILD_SLOW, BUILD_SLOW);
     ev_timer_start(tg_worker.loop, &build_slow);
+    if (tg_worker.settings->reload_timeout > 0) {
+        ev_timer_set(&build_stuck, tg_worker.settings->reload_timeout, 0);
+        ev_timer_start(tg_worker.loop, &build_stuck);
+    }
 }
 
 static void build_finish(build_t *b);
 
-static void on_build_done(struct ev_loop *loop, ev_async *w, int revents)
+static void build_join(build_t *b)
 {
-    tg_unused(w);
-    tg_unused(revents);
-    build_t *b = building;
-    if (b == NULL || !atomic_load(&b->finished))
-        return;
     if (!pthread_equal(b->thread, pthread_self()))
         pthread_join(b->thread, NULL);
-    building = NULL;
-    ev_timer_stop(loop, &build_slow);
-    build_finish(b);
-    free(b);
+}
+
+/* Abandoned builds that have ended after all: what they built is dropped. */
+static void reap_abandoned(void)
+{
+    build_t **pp = &abandoned;
+    while (*pp) {
+        build_t *b = *pp;
+        if (!atomic_load(&b->finished)) {
+            pp = &b->next;
+            continue;
+        }
+        *pp = b->next;
+        build_join(b);
+        tg_log_info("reload: the build given up %.0f s after it started has ended; what it "
+                    "built is dropped", ev_time() - b->t0);
+        if (b->gen)
+            tg_lua_generation_discard(b->gen);
+        tg_settings_free(&b->loaded);
+        free(b);
+    }
+}
+
+static void build_next(void)
+{
     if (build_again && !tg_worker.stopping) {
         int lead = build_again_lead;
         build_again = build_again_lead = 0;
         build_start(lead);
     }
+}
+
+static void on_build_done(struct ev_loop *loop, ev_async *w, int revents)
+{
+    tg_unused(w);
+    tg_unused(revents);
+    reap_abandoned();
+    build_t *b = building;
+    if (b == NULL || !atomic_load(&b->finished))
+        return;
+    build_join(b);
+    building = NULL;
+    ev_timer_stop(loop, &build_slow);
+    ev_timer_stop(loop, &build_stuck);
+    build_finish(b);
+    free(b);
+    build_next();
+}
+
+/* reloadTimeout: the build is given up. Its thread cannot be stopped (a
+ * constructor in an endless loop never yields), so it is left to end on
+ * its own, and the worker answers now: the reload is refused. */
+static void on_build_stuck(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    tg_unused(w);
+    tg_unused(revents);
+    build_t *b = building;
+    if (b == NULL || atomic_load(&b->finished))
+        return; /* it has just ended: on_build_done takes it */
+    building = NULL;
+    ev_timer_stop(loop, &build_slow);
+    b->next = abandoned;
+    abandoned = b;
+    char err[600];
+    snprintf(err, sizeof(err), "%s: the new configuration was still building after %.0f s "
+             "(tollgate.reloadTimeout; a policy constructor that does not return?): given up",
+             tg_worker.config_path, ev_time() - b->t0);
+    if (b->lead) {
+        tg_settings_t none; /* what the config sets is the build thread's still */
+        tg_settings_defaults(&none);
+        report(TG_RELOAD_REFUSED, &none, err);
+    } else {
+        tg_log_error("reload failed, still serving the previous configuration: %s", err);
+    }
+    build_next();
 }
 
 static void on_build_slow(struct ev_loop *loop, ev_timer *w, int revents)
@@ -486,6 +558,7 @@ int tg_worker_run(tg_settings_t *s, const char *config_path, int id, int report_
     ev_init(&tg_worker.accept_retry, on_accept_retry);
     ev_init(&tg_worker.heap_trim, on_heap_trim);
     ev_init(&build_slow, on_build_slow);
+    ev_init(&build_stuck, on_build_stuck);
     ev_async_init(&build_done, on_build_done);
     ev_async_start(tg_worker.loop, &build_done);
     ev_signal_init(&tg_worker.sigterm, on_stop, SIGTERM);
@@ -512,13 +585,14 @@ int tg_worker_run(tg_settings_t *s, const char *config_path, int id, int report_
     tg_log_debug("worker %d ready", id);
     ev_run(tg_worker.loop, 0);
 
-    if (building && atomic_load(&building->finished))
-        on_build_done(tg_worker.loop, &build_done, 0); /* discarded: the worker is stopping */
-    if (building) {
+    tg_worker.stopping = 1;
+    on_build_done(tg_worker.loop, &build_done, 0); /* what has ended is discarded */
+    build_t *running = building ? building : abandoned;
+    if (running) {
         /* a build that does not end (a constructor that never returns): it
          * may still use what the teardown would free, so nothing is freed */
         tg_log_warn("stopping with a reload still building (for %.0f s); it is abandoned",
-                    ev_time() - building->t0);
+                    ev_time() - running->t0);
         tg_worker_abandoned_build = 1;
         return 0;
     }

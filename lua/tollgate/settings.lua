@@ -7,6 +7,8 @@
 --     accessLog: stdout        # stdout, stderr, off, or a file path
 --     logLevel: info           # error, warn, info, debug
 --     shutdownTimeout: 10000   # ms a graceful stop waits for requests in flight
+--     reloadTimeout: 30000     # ms a reload's build may take; a longer one is given up
+--                              # (the previous configuration serves on)
 --     policyPaths: [lib/policies]   # more directories with Lua policies
 --     watch: true              # reload when the config or a file it uses changes
 --     pidFile: /run/tollgate.pid   # where `tollgate reload` finds the master
@@ -73,6 +75,7 @@ local SCHEMA = { properties = {
     logLevel = { type = "string", enum = { "error", "warn", "info", "debug" }, default = "info",
         description = "error log verbosity" },
     shutdownTimeout = ms(10000, "ms a graceful stop waits for requests in flight"),
+    reloadTimeout = ms(30000, "ms a reload's build may take before it is given up"),
     policyPaths = { type = "array", items = { type = "string" },
         description = "directories searched for Lua policies" },
     watch = { type = "boolean", default = true,
@@ -137,6 +140,7 @@ function _M.parse(section, http, https)
         watch = conf.watch,
         pid_file = conf.pidFile,
         shutdown_timeout = conf.shutdownTimeout / 1000,
+        reload_timeout = conf.reloadTimeout / 1000,
         policy_paths = conf.policyPaths,
         head_timeout = client.headTimeout / 1000,
         body_timeout = client.bodyTimeout / 1000,

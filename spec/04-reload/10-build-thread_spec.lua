@@ -113,6 +113,35 @@ describe("a reload built beside the loop", function()
     assert.equal(2, r:count("configuration reloaded"))
   end)
 
+  it("a build past tollgate.reloadTimeout is refused; the next edit applies beside it", function()
+    local function cfg(message, hold)
+      return H.config{ tollgate = { "watch: false", "reloadTimeout: 1000" },
+                       steps = hold and { "      - hold:", H.terminate(message) } or
+                         { H.terminate(message) } }
+    end
+    local r = H.start{ config = cfg("one", true), files = { ["policies/hold.lua"] = HOLD_POLICY },
+                       workers = 1 }
+    finally(function() r:cleanup() end)
+    r:write_file("hold", "")
+    r:replace(cfg("two", true))
+    assert(r.g:signal("HUP"))
+    local reason = r:wait_refused()
+    assert.matches("the new configuration was still building after 1 s (tollgate.reloadTimeout; " ..
+      "a policy constructor that does not return?): given up", reason, 1, true)
+    assert.equal("one", r:get("/").body)
+    -- the stuck build still runs; a good edit does not wait for it
+    r:replace(cfg("three", false))
+    assert(r.g:signal("HUP"))
+    r:wait_reload()
+    assert.equal("three", r:get("/").body)
+    -- when the stuck build ends at last, what it built is dropped
+    assert(os.remove(r.g.dir .. "/hold"))
+    r:wait_count("worker %d+: reload: the build given up %d+ s after it started has ended; " ..
+      "what it built is dropped", 1)
+    assert.equal("three", r:get("/").body)
+    assert.equal(1, r:count("configuration reloaded"))
+  end)
+
   it("a build that never ends: the worker serves on, and SIGTERM still stops the gateway", function()
     local r = start("one")
     held_reload(r, "two")
