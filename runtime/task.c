@@ -219,12 +219,16 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     tg_lua_start_task(&task->conn.req, t->gen, t->id);
 }
 
+/* The handle of a timer that never runs: shared, never written. */
+static timer_tt idle = { .stopped = 1 };
+
 void *tg_timer_start(tg_req_t *r, double after, double every, int id)
 {
-    static timer_tt idle = { .stopped = 1 };
     tg_gen_t *gen = r ? r->gen : tg_lua_loading_gen();
-    if (gen == NULL || tg_worker.loop == NULL || tg_worker.stopping)
+    if (gen == NULL || tg_worker.loop == NULL)
         return &idle; /* checking a config (tollgate -t, the master): nothing runs */
+    if (r != NULL && tg_worker.stopping) /* (a constructor's: tg_timers_start_gen checks) */
+        return &idle;
     timer_tt *t = tg_calloc(1, sizeof(*t));
     t->gen = gen;
     t->id = id;
@@ -247,6 +251,8 @@ void *tg_timer_start(tg_req_t *r, double after, double every, int id)
 void tg_timer_stop(void *handle)
 {
     timer_tt *t = handle;
+    if (t == &idle)
+        return;
     if (t->started)
         ev_timer_stop(tg_worker.loop, &t->w);
     t->started = 0;
