@@ -535,14 +535,6 @@ void tg_lua_collect(void)
     }
 }
 
-int tg_lua_retired(void)
-{
-    int n = 0;
-    for (tg_gen_t *g = retired; g; g = g->next)
-        n++;
-    return n;
-}
-
 void tg_lua_shutdown(void)
 {
     closer_end();

@@ -58,7 +58,6 @@ void tg_lua_collect(void);           /* closes retired generations with no reque
 /* From now on tg_lua_collect hands them to a thread that closes them beside
  * the loop (a worker's); tg_lua_shutdown waits for it. */
 void tg_lua_close_beside(void);
-int tg_lua_retired(void);            /* retired generations not closed yet */
 void tg_lua_shutdown(void);
 /* The generation being loaded (its policies' constructors may start timers). */
 tg_gen_t *tg_lua_loading_gen(void);
