@@ -20,7 +20,6 @@
 #include <limits.h>
 #include <lualib.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -370,21 +369,13 @@ static void gen_close(tg_gen_t *g)
         tg_log_debug("generation %u closed in %.1f ms", id, (ev_time() - t0) * 1000);
 }
 
-static void gen_free(tg_gen_t *g)
-{
-    if (g->id) /* it served: its timers are the loop's */
-        tg_timers_free_gen(g);
-    else
-        tg_timers_drop_gen(g);
-    gen_close(g);
-}
-
 /* ---- closing retired generations beside the loop -------------------------------
  *
  * Closing a generation walks every object of its state (a few ms for 1,000
- * routes). A worker hands the generations whose last request has ended to
- * a closer thread, ten nice levels below its loop, as it does with builds
- * (worker.c), so neither half of a reload stalls requests. */
+ * routes). A worker hands the generations it is done with (retired ones
+ * whose last request has ended, and dropped builds) to a closer thread,
+ * ten nice levels below its loop, as it does with builds (worker.c), so
+ * neither half of a reload stalls requests. */
 
 static pthread_mutex_t close_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t close_wake = PTHREAD_COND_INITIALIZER;
@@ -396,7 +387,6 @@ static pthread_t closer;
 static void *closer_main(void *arg)
 {
     tg_unused(arg);
-    tg_thread_nice(10);
     pthread_mutex_lock(&close_lock);
     for (;;) {
         while (to_close == NULL && !closer_stop)
@@ -415,14 +405,10 @@ static void *closer_main(void *arg)
 
 void tg_lua_close_beside(void)
 {
-    sigset_t all, old;
     if (closer_on)
         return;
-    sigfillset(&all); /* signals are the loop's */
-    pthread_sigmask(SIG_SETMASK, &all, &old);
     closer_stop = 0;
-    closer_on = pthread_create(&closer, NULL, closer_main, NULL) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    closer_on = tg_thread_start(&closer, 0, 10, closer_main, NULL) == 0;
     if (!closer_on)
         tg_log_warn("cannot start a thread to close old configurations; the loop closes them");
 }
@@ -438,6 +424,25 @@ static void closer_end(void)
     pthread_mutex_unlock(&close_lock);
     pthread_join(closer, NULL);
     closer_on = 0;
+}
+
+/* A generation goes: its timers (the loop's if it served, else those
+ * waiting for its commit), then its state, by the closer when it runs. */
+static void gen_free(tg_gen_t *g)
+{
+    if (g->id)
+        tg_timers_free_gen(g);
+    else
+        tg_timers_drop_gen(g);
+    if (!closer_on) {
+        gen_close(g);
+        return;
+    }
+    pthread_mutex_lock(&close_lock);
+    g->next = to_close;
+    to_close = g;
+    pthread_cond_signal(&close_wake);
+    pthread_mutex_unlock(&close_lock);
 }
 
 /* A generation's state, over its own heap (genheap.h). */
@@ -522,16 +527,7 @@ void tg_lua_collect(void)
             continue;
         }
         *pp = g->next;
-        if (!closer_on) {
-            gen_free(g);
-            continue;
-        }
-        tg_timers_free_gen(g); /* the loop's part */
-        pthread_mutex_lock(&close_lock);
-        g->next = to_close;
-        to_close = g;
-        pthread_cond_signal(&close_wake);
-        pthread_mutex_unlock(&close_lock);
+        gen_free(g);
     }
 }
 

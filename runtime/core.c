@@ -2,6 +2,8 @@
  * core.c: allocation that aborts on OOM, slices, and the error log.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/resource.h>
@@ -82,13 +84,44 @@ int tg_str_ieq(const char *p, size_t len, const char *lower, size_t lower_len)
     return 1;
 }
 
-void tg_thread_nice(int n)
+typedef struct {
+    void *(*fn)(void *);
+    void *arg;
+    int nice;
+} thread_start_t;
+
+static void *thread_main(void *p)
 {
-    id_t tid = (id_t) syscall(SYS_gettid);
-    errno = 0;
-    int prio = getpriority(PRIO_PROCESS, tid);
-    if (errno == 0)
-        setpriority(PRIO_PROCESS, tid, prio + n > 19 ? 19 : prio + n);
+    thread_start_t st = *(thread_start_t *) p;
+    free(p);
+    if (st.nice) {
+        id_t tid = (id_t) syscall(SYS_gettid);
+        errno = 0;
+        int prio = getpriority(PRIO_PROCESS, tid);
+        if (errno == 0)
+            setpriority(PRIO_PROCESS, tid, prio + st.nice > 19 ? 19 : prio + st.nice);
+    }
+    return st.fn(st.arg);
+}
+
+int tg_thread_start(pthread_t *t, size_t stack, int nice, void *(*fn)(void *), void *arg)
+{
+    thread_start_t *st = tg_malloc(sizeof(*st));
+    pthread_attr_t attr;
+    sigset_t all, old;
+
+    *st = (thread_start_t) { fn, arg, nice };
+    pthread_attr_init(&attr);
+    if (stack)
+        pthread_attr_setstacksize(&attr, stack);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(t, &attr, thread_main, st);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc != 0)
+        free(st);
+    return rc;
 }
 
 void tg_log(int level, const char *fmt, ...)

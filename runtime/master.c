@@ -53,8 +53,6 @@
 #define LEAD_MARGIN 5.0
 #define LEAD_WAIT_UNLIMITED 60.0
 
-static double lead_wait(void);
-
 typedef struct child {
     pid_t pid;         /* 0 when not running */
     double started;    /* monotonic seconds */
@@ -521,11 +519,6 @@ typedef struct {
 static void *check_config(void *arg)
 {
     check_t *c = arg;
-    /* At a lower priority than the workers: on a machine whose cores are
-     * all serving, the check (tens of ms for thousands of routes) takes
-     * what they leave instead of a slice of one worker's core. A thread's
-     * own nice value applies to it alone (Linux), and it ends with it. */
-    tg_thread_nice(10);
     lua_State *L = tg_lua_new_alloc(arena_alloc, NULL);
     if (L == NULL)
         L = tg_lua_new(); /* LuaJIT's own allocator then */
@@ -544,8 +537,10 @@ static int check(tg_settings_t *next, const char **err)
     static check_t c; /* 4 KB: not on the stack */
     c = (check_t) { .next = next, .err = NULL, .rc = TG_ERROR };
     pthread_t t;
-    /* signals stay blocked in the thread (signalfd), as in the master */
-    if (pthread_create(&t, NULL, check_config, &c) != 0) {
+    /* At a lower priority than the workers: on a machine whose cores are
+     * all serving, the check (tens of ms for thousands of routes) takes
+     * what they leave instead of a slice of one worker's core. */
+    if (tg_thread_start(&t, 0, 10, check_config, &c) != 0) {
         check_config(&c); /* no thread: check here, at the master's priority */
     } else {
         pthread_join(t, NULL);
@@ -648,7 +643,6 @@ static double lead_wait(void)
     return settings->reload_timeout > 0 ? settings->reload_timeout + LEAD_MARGIN
                                         : LEAD_WAIT_UNLIMITED;
 }
-
 
 static void reload(const char *why)
 {

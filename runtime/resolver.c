@@ -101,7 +101,7 @@ void tg_resolve(tg_peer_t *peer)
         ev_async_init(&async, on_async);
         ev_async_start(tg_worker.loop, &async);
         ev_unref(tg_worker.loop); /* an idle resolver does not keep the loop alive */
-        if (pthread_create(&thread, NULL, run, NULL) != 0) {
+        if (tg_thread_start(&thread, 0, 0, run, NULL) != 0) {
             tg_peer_resolved(peer, NULL, NULL, 0, "could not start the resolver thread");
             return;
         }

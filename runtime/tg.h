@@ -47,10 +47,13 @@ char *tg_strndup(const char *s, size_t len);
 /* Case-insensitive comparison of an ASCII slice against a lower-case name. */
 int tg_str_ieq(const char *p, size_t len, const char *lower, size_t lower_len);
 
-/* Lowers the calling thread's priority by n nice levels (Linux: a thread's
+/* Starts fn(arg) in a new thread (*t) with every signal blocked (they are
+ * the loop's, or the master's signalfd's), a stack of `stack` bytes (0: the
+ * default), and `nice` nice levels below its creator (Linux: a thread's
  * nice value is its own), for work done beside a loop that serves: reload
- * builds, closing old generations, the master's check. */
-void tg_thread_nice(int n);
+ * builds, closing old generations, the master's check. Returns
+ * pthread_create's result (0: started). */
+int tg_thread_start(pthread_t *t, size_t stack, int nice, void *(*fn)(void *), void *arg);
 /* Writes v in decimal backwards so that it ends just before end; returns
  * where it starts (at most 20 bytes before end). */
 static inline char *tg_u64_digits(char *end, uint64_t v)

@@ -164,7 +164,6 @@ static void report(int status, const tg_settings_t *loaded, const char *err)
 
 typedef struct build {
     pthread_t thread;
-    pthread_t loop_thread;
     int lead;                /* the master asked this worker first: answer it */
     double t0;               /* when it started (wall clock) */
     double cpu;              /* its thread's CPU, seconds */
@@ -189,13 +188,6 @@ static void *build_main(void *arg)
     const char *err = NULL;
     double c0 = cpu_time();
 
-    /* Ten nice levels below the loop (a thread's nice value is its own on
-     * Linux): on a core that serves, the build takes what serving leaves,
-     * and still gets a tenth or so of it; on an idle core it runs at full
-     * speed. Not when the build runs in the loop itself (no thread). */
-    if (!pthread_equal(pthread_self(), b->loop_thread))
-        tg_thread_nice(10);
-
     b->gen = tg_lua_generation_build(tg_worker.config_path, &b->loaded, &err);
     if (b->gen == NULL)
         snprintf(b->err, sizeof(b->err), "%s", err ? err : "the build failed");
@@ -208,19 +200,13 @@ static void *build_main(void *arg)
 static void build_start(int lead)
 {
     build_t *b = tg_calloc(1, sizeof(*b));
-    pthread_attr_t attr;
-    sigset_t all, old;
 
     b->lead = lead && tg_worker.report_fd >= 0;
     b->t0 = ev_time();
-    b->loop_thread = pthread_self();
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, (size_t) 8 << 20);
-    sigfillset(&all); /* signals are the loop's */
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&b->thread, &attr, build_main, b);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
+    /* Ten nice levels below the loop: on a core that serves, the build
+     * takes what serving leaves, and still gets a tenth or so of it; on an
+     * idle core it runs at full speed. */
+    int rc = tg_thread_start(&b->thread, (size_t) 8 << 20, 10, build_main, b);
     if (rc != 0) {
         /* no thread to be had: build here, as a worker did before it had one */
         tg_log_warn("reload: cannot start a build thread (%s); building in the loop", strerror(rc));
