@@ -11,50 +11,20 @@ local H = require "spec.04-reload.helpers"
 local gateway = require "spec.support.gateway"
 local process = require "tollgate.testing.process"
 
--- A user policy whose constructor takes `busy` seconds of CPU when the file
--- `slow` exists in the gateway's directory, and kills its own process (as a
--- crash would) when the file `die` exists. Neither file is watched.
-local TRAP_POLICY = [[
-local ffi = require "ffi"
-pcall(ffi.cdef, "int getpid(void); int kill(int pid, int sig);")
-return {
-  name = "trap",
-  schema = { properties = { busy = { type = "number", default = 0.4 } } },
-  new = function(conf, env)
-    local function exists(name)
-      local f = io.open(env.dir .. "/" .. name, "rb")
-      if f then f:close() end
-      return f ~= nil
-    end
-    if exists("die") then ffi.C.kill(ffi.C.getpid(), 9) end
-    if exists("slow") then
-      local t = os.clock() + conf.busy
-      while os.clock() < t do end
-    end
-    return {}
-  end,
-  access = function() end,
-}
-]]
-
 describe("reload through a lead worker", function()
   teardown(function() gateway.cleanup_all() end)
 
+  -- the constructor of the switch policy (helpers) dies, or is slow, on demand
   local function start(message, workers)
-    local r = H.start{
-      config = H.config{ tollgate = { "watch: false" },
-                         steps = { "      - trap:", H.terminate(message) } },
-      files = { ["policies/trap.lua"] = TRAP_POLICY },
-      workers = workers,
-    }
+    local r = H.start{ config = H.switch_config(message), files = H.SWITCH_FILES,
+                       workers = workers }
     finally(function() r:cleanup() end)
     assert.equal(message, r:get("/").body)
     return r
   end
 
   local function edit(r, message)
-    r:write(H.config{ tollgate = { "watch: false" },
-                      steps = { "      - trap:", H.terminate(message) } })
+    r:write(H.switch_config(message))
   end
 
   it("a good edit: the lead applies it, the master does not build it, the others follow", function()
@@ -85,8 +55,7 @@ describe("reload through a lead worker", function()
 
   it("a bad edit: refused once by the master; no worker logs a failure or changes", function()
     local r = start("one", 2)
-    r:write(H.config{ tollgate = { "watch: false" },
-                      steps = { "      - trap: { busy: fast }", H.terminate("bad") } })
+    r:write(H.switch_config("bad", { step = "      - switch: { busy: fast }" }))
     assert(r.g:signal("HUP"))
     local reason = r:wait_refused()
     assert.matches("busy", reason, 1, true)
@@ -104,8 +73,7 @@ describe("reload through a lead worker", function()
 
   it("a config with nothing to listen on is refused, as at start", function()
     local r = start("one", 2)
-    local text = H.config{ tollgate = { "watch: false" },
-                           steps = { "      - trap:", H.terminate("none") } }
+    local text = H.switch_config("none")
     r:write((text:gsub("^http:\n  hostname: [^\n]*\n  port: [^\n]*\n", "")))
     assert(r.g:signal("HUP"))
     local reason = r:wait_refused()
@@ -123,8 +91,7 @@ describe("reload through a lead worker", function()
     r:wait_count("master %d+: SIGHUP: checking", 1)
     -- the lead is busy for 0.4 s in the constructor: this one waits for it. (Replaced by
     -- a rename: written in place, the lead could read it half-written.)
-    r:replace(H.config{ tollgate = { "watch: false" },
-                        steps = { "      - trap:", H.terminate("three") } })
+    r:replace(H.switch_config("three"))
     assert(r.g:signal("HUP"))
     r:wait_count("master %d+: SIGHUP: a reload is under way; another follows it", 1)
     r:wait_reload()

@@ -11,41 +11,15 @@ local H = require "spec.04-reload.helpers"
 local gateway = require "spec.support.gateway"
 local process = require "spec.support.process"
 
--- A user policy whose constructor, while the file `hold` exists in the
--- gateway's directory, writes `holding` and waits (polling every 5 ms)
--- until `hold` is removed. Neither file is watched.
-local HOLD_POLICY = [[
-local ffi = require "ffi"
-pcall(ffi.cdef, "int poll(void *fds, unsigned long nfds, int timeout);")
-return {
-  name = "hold",
-  new = function(conf, env)
-    local function exists(name)
-      local f = io.open(env.dir .. "/" .. name, "rb")
-      if f then f:close() end
-      return f ~= nil
-    end
-    if exists("hold") then
-      local f = assert(io.open(env.dir .. "/holding", "wb"))
-      f:close()
-      while exists("hold") do ffi.C.poll(nil, 0, 5) end
-    end
-    return {}
-  end,
-  access = function() end,
-}
-]]
-
 describe("a reload built beside the loop", function()
   teardown(function() gateway.cleanup_all() end)
 
-  local function config(message)
-    return H.config{ tollgate = { "watch: false" }, steps = { "      - hold:", H.terminate(message) } }
-  end
+  -- the constructor of the switch policy (helpers) holds the build while the file
+  -- `hold` exists
+  local config = H.switch_config
 
   local function start(message)
-    local r = H.start{ config = config(message), files = { ["policies/hold.lua"] = HOLD_POLICY },
-                       workers = 1 }
+    local r = H.start{ config = config(message), files = H.SWITCH_FILES, workers = 1 }
     finally(function() r:cleanup() end)
     assert.equal(message, r:get("/").body)
     return r
@@ -115,12 +89,10 @@ describe("a reload built beside the loop", function()
 
   it("a build past tollgate.reloadTimeout is refused; the next edit applies beside it", function()
     local function cfg(message, hold)
-      return H.config{ tollgate = { "watch: false", "reloadTimeout: 1000" },
-                       steps = hold and { "      - hold:", H.terminate(message) } or
-                         { H.terminate(message) } }
+      return H.switch_config(message, { tollgate = { "watch: false", "reloadTimeout: 1000" },
+                                        step = hold and "      - switch:" })
     end
-    local r = H.start{ config = cfg("one", true), files = { ["policies/hold.lua"] = HOLD_POLICY },
-                       workers = 1 }
+    local r = H.start{ config = cfg("one", true), files = H.SWITCH_FILES, workers = 1 }
     finally(function() r:cleanup() end)
     r:write_file("hold", "")
     r:replace(cfg("two", true))

@@ -133,6 +133,54 @@ return {
 ]]):format(module_value or "module-v1")
 end
 
+-- A user policy, `switch` (H.SWITCH_FILES puts it in <dir>/policies/), for specs
+-- that act on a build while it runs. Its constructor looks for files in the
+-- gateway's directory, none of them watched:
+--   die    it kills its own process, as a crash would
+--   slow   it takes `busy` seconds of CPU (the option; 0.4 by default)
+--   hold   it writes `holding`, then waits (polling every 5 ms) until `hold`
+--          is removed
+_M.SWITCH_POLICY = [[
+local ffi = require "ffi"
+pcall(ffi.cdef, "int getpid(void); int kill(int pid, int sig); " ..
+  "int poll(void *fds, unsigned long nfds, int timeout);")
+return {
+  name = "switch",
+  schema = { properties = { busy = { type = "number", default = 0.4 } } },
+  new = function(conf, env)
+    local function exists(name)
+      local f = io.open(env.dir .. "/" .. name, "rb")
+      if f then f:close() end
+      return f ~= nil
+    end
+    if exists("die") then ffi.C.kill(ffi.C.getpid(), 9) end
+    if exists("slow") then
+      local t = os.clock() + conf.busy
+      while os.clock() < t do end
+    end
+    if exists("hold") then
+      local f = assert(io.open(env.dir .. "/holding", "wb"))
+      f:close()
+      while exists("hold") do ffi.C.poll(nil, 0, 5) end
+    end
+    return {}
+  end,
+  access = function() end,
+}
+]]
+_M.SWITCH_FILES = { ["policies/switch.lua"] = _M.SWITCH_POLICY }
+
+-- A config whose pipeline is `switch` (its step line: `step`, default
+-- "      - switch:"; false: none) then a terminate step answering message;
+-- tollgate: the lines under tollgate: (default { "watch: false" }).
+function _M.switch_config(message, opts)
+  opts = opts or {}
+  local steps
+  if opts.step == false then steps = {} else steps = { opts.step or "      - switch:" } end
+  steps[#steps + 1] = _M.terminate(message)
+  return _M.config{ tollgate = opts.tollgate or { "watch: false" }, steps = steps }
+end
+
 -- ---------------------------------------------------------------- the gateway
 
 local R = {}
