@@ -107,20 +107,16 @@ TG_EXPORT int tg_rx_release(void *code)
     return last;
 }
 
-TG_EXPORT int tg_rx_jitted(void *code)
+TG_EXPORT int tg_rx_jit(void *code, tg_rx_jit_fn compile, uint32_t options)
 {
+    int rc = 0;
     pthread_mutex_lock(&lock);
     rx_t *e = find_code(code);
-    int jitted = e != NULL && e->jitted;
+    if (e == NULL || !e->jitted) {
+        rc = compile(code, options);
+        if (e != NULL)
+            e->jitted = 1;
+    }
     pthread_mutex_unlock(&lock);
-    return jitted;
-}
-
-TG_EXPORT void tg_rx_set_jitted(void *code)
-{
-    pthread_mutex_lock(&lock);
-    rx_t *e = find_code(code);
-    if (e != NULL)
-        e->jitted = 1;
-    pthread_mutex_unlock(&lock);
+    return rc;
 }

@@ -21,8 +21,12 @@ TG_EXPORT void *tg_rx_find(const char *key, size_t len);
 TG_EXPORT void *tg_rx_add(const char *key, size_t len, void *code);
 /* One user fewer; 1 when it was the last (the caller frees the code). */
 TG_EXPORT int tg_rx_release(void *code);
-/* Whether the code was JIT-compiled; marks it so. */
-TG_EXPORT int tg_rx_jitted(void *code);
-TG_EXPORT void tg_rx_set_jitted(void *code);
+/* JIT-compiles code with compile (PCRE2's pcre2_jit_compile, which the
+ * caller has and the C core does not link) unless some state already did:
+ * at most once per code, under the lock, since a worker's loop and its
+ * reload build (worker.c) may reach a shared pattern's first match at
+ * once. Returns compile's result, or 0 when it had been done. */
+typedef int (*tg_rx_jit_fn)(void *code, uint32_t options);
+TG_EXPORT int tg_rx_jit(void *code, tg_rx_jit_fn compile, uint32_t options);
 
 #endif

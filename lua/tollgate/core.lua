@@ -100,8 +100,7 @@ void tg_test_collect(void);
 void *tg_rx_find(const char *key, size_t len);
 void *tg_rx_add(const char *key, size_t len, void *code);
 int tg_rx_release(void *code);
-int tg_rx_jitted(void *code);
-void tg_rx_set_jitted(void *code);
+int tg_rx_jit(void *code, void *compile, uint32_t options); /* compile: PCRE2's jit compile */
 
 tg_req_t *tg_call_new(tg_req_t *parent, tg_peer_t *peer, const char *raw, size_t len,
                       double timeout, char *err, size_t errlen);
@@ -169,7 +168,7 @@ local _M = {
         "tg_test_request", "tg_test_request_free", "tg_test_upstream_request",
         "tg_test_upstream_response", "tg_test_response", "tg_test_pending_call",
         "tg_test_call_done", "tg_test_collect",
-        "tg_rx_find", "tg_rx_add", "tg_rx_release", "tg_rx_jitted", "tg_rx_set_jitted",
+        "tg_rx_find", "tg_rx_add", "tg_rx_release", "tg_rx_jit",
     },
 }
 

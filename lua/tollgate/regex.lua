@@ -60,13 +60,15 @@ end
 -- pattern's cost. Until then the object has no `code` field; reading it
 -- (test, exec, or a caller's own pcre2_match) compiles, sets it, and gives
 -- the object the plain metatable, so later uses cost nothing extra.
+local jit_compile = ffi.cast("void *", lib.pcre2_jit_compile_8)
 local Lazy = {}
 Lazy.__index = function(self, k)
     if k ~= "code" then return Regex[k] end
     local code = rawget(self, "pcode")
-    if not C or C.tg_rx_jitted(code) == 0 then -- a previous generation may have
+    if C then -- once per shared code, locked: another generation may have, or be at it
+        C.tg_rx_jit(code, jit_compile, PCRE2_JIT_COMPLETE)
+    else
         lib.pcre2_jit_compile_8(code, PCRE2_JIT_COMPLETE)
-        if C then C.tg_rx_set_jitted(code) end
     end
     self.code = code
     setmetatable(self, Regex)

@@ -254,9 +254,12 @@ describe("regexes compiled for a config", function()
     local b = assert(regex.compile(pattern))        -- as the next generation would
     local addr = function(re) return tonumber(ffi.cast("uintptr_t", rawget(re, "pcode"))) end
     assert.equal(addr(a), addr(b))
-    assert.equal(0, C.tg_rx_jitted(rawget(a, "pcode")))
-    assert.is_true(a:test("/kept/7"))
-    assert.equal(1, C.tg_rx_jitted(rawget(b, "pcode"))) -- b need not compile it again
+    -- tg_rx_jit with a counting stand-in for pcre2_jit_compile: how often it would compile
+    local calls = 0
+    local counter = ffi.cast("int (*)(void *, uint32_t)", function() calls = calls + 1; return 0 end)
+    assert.is_true(a:test("/kept/7"))                 -- the first match JIT-compiles, for a and b
+    assert.equal(0, C.tg_rx_jit(rawget(b, "pcode"), ffi.cast("void *", counter), 1))
+    assert.equal(0, calls)                            -- b need not compile it again
     assert.is_true(b:test("/kept/8"))
     assert.is_false(b:test("/kept/x"))
     local other = assert(regex.compile(pattern, "i")) -- other options: another code
@@ -265,6 +268,16 @@ describe("regexes compiled for a config", function()
     collectgarbage()
     collectgarbage()
     assert.is_true(C.tg_rx_find(key, #key) == nil) -- freed with its last user
+    -- a code never matched yet: compiled once, whoever asks first, and never again
+    local fresh = assert(regex.compile("^/once/(\\d+)$"))
+    local code = rawget(fresh, "pcode")
+    C.tg_rx_jit(code, ffi.cast("void *", counter), 1)
+    C.tg_rx_jit(code, ffi.cast("void *", counter), 1)
+    assert.equal(1, calls)
+    assert.is_true(fresh:test("/once/1"))             -- matches (interpreted: the stand-in compiled nothing)
+    assert.equal(1, calls)
+    fresh, code = nil, nil -- luacheck: ignore 311
+    counter:free()
     regex.jit = saved
   end)
 end)
