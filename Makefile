@@ -49,8 +49,9 @@ DEPS = build-essential pkg-config libluajit2-5.1-dev luajit2 libev-dev libhttp-p
        libssl-dev libyaml-dev lua-busted lua-cjson lua-socket lua-sec lua-check \
        wrk nginx curl libpcre2-8-0
 
-# Only for `make bench`: the OpenResty-style comparison (nginx + Lua).
-BENCH_DEPS = libnginx-mod-http-lua
+# Only for `make bench`: the OpenResty-style comparison (nginx + Lua), and
+# valgrind for bench/reload-cost.sh.
+BENCH_DEPS = libnginx-mod-http-lua valgrind
 
 # For the fuzz targets (make fuzz, make fuzz-regress, and so make test).
 FUZZ_DEPS = clang libclang-rt-14-dev

@@ -4,19 +4,21 @@
 #   make && ./bench/reload.sh [--quick]
 #
 #   (a) reload time per worker, config of ROUTES routes: the workers' "in X ms" lines (target < 50 ms)
-#   (b) throughput (wrk, one worker on core 0) without reloads and with a reload every second,
-#       with the ROUTES-route config and with bench/run.sh's one-route proxy config (target: within 5 %)
+#   (b) throughput (wrk, one worker on core 0) without reloads and with a reload every second:
+#       PAIRS pairs of WINDOW-second windows, interleaved, with the ROUTES-route config and, as a
+#       control, bench/run.sh's one-route proxy config (target: the mean change and its 95 %
+#       interval within 5 %)
 #   (c) MEM_RELOADS reloads of the ROUTES-route config: worker RSS after the first and after the
 #       last (target: within 5 MB)
 #   (d) LOAD_RELOADS reloads in a row under a steady load (keep-alive + new connections,
 #       spec/04-reload/load.lua): failed requests, resets, non-2xx (target: all zero)
 #
 # Environment: ROUTES (1000), TIME_RELOADS (30), MEM_RELOADS (1000), LOAD_RELOADS (100),
-#              DURATION (s, 10), WARMUP (s, 2), CONNECTIONS (50), ROUNDS (2: without, with, without,
-#              with...; medians), PARTS (abcd: which of (a)-(d) to run), LOAD_BETWEEN (300: responses
+#              PAIRS (20), WINDOW (s, 5), WARMUP (s, 2, once per config), CONNECTIONS (50),
+#              PARTS (abcd: which of (a)-(d) to run), LOAD_BETWEEN (300: responses
 #              the load gets between two reloads in (d)), TOLLGATE (build/tollgate),
 #              KEEP_TMP=1 keeps the temp dir.
-# --quick: ROUTES=1000 TIME_RELOADS=10 MEM_RELOADS=100 LOAD_RELOADS=20 DURATION=5 ROUNDS=1 unless set.
+# --quick: TIME_RELOADS=10 MEM_RELOADS=100 LOAD_RELOADS=20 PAIRS=4 unless set.
 #
 # Layout (2 cores), as bench/run.sh: the gateway (master and its one worker) on core 0; the nginx
 # upstream, wrk and the load generator on core 1. Everything on 127.0.0.1; every process stopped by PID.
@@ -28,16 +30,16 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_args "$@"
 if [[ $QUICK == 1 ]]; then
     TIME_RELOADS=${TIME_RELOADS:-10}; MEM_RELOADS=${MEM_RELOADS:-100}; LOAD_RELOADS=${LOAD_RELOADS:-20}
-    DURATION=${DURATION:-5}; ROUNDS=${ROUNDS:-1}
+    PAIRS=${PAIRS:-4}
 fi
 ROUTES=${ROUTES:-1000}
 TIME_RELOADS=${TIME_RELOADS:-30}
 MEM_RELOADS=${MEM_RELOADS:-1000}
 LOAD_RELOADS=${LOAD_RELOADS:-100}
-DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 CONNECTIONS=${CONNECTIONS:-50}
-ROUNDS=${ROUNDS:-2}
+PAIRS=${PAIRS:-20}
+WINDOW=${WINDOW:-5}
 KEEP_TMP=${KEEP_TMP:-0}
 PARTS=${PARTS:-abcd}
 LOAD_BETWEEN=${LOAD_BETWEEN:-300}
@@ -81,7 +83,7 @@ declare -A MASTER WORKER
 # reload NAME GEN: write the next variant, SIGHUP the master, wait (10 s at most) until the worker
 # logs generation GEN; prints the worker's "in X ms".
 reload() {
-    local name=$1 gen=$2 dir="$T/$1" ms= line
+    local name=$1 gen=$2 dir="$T/$1" ms="" line
     if (( gen % 2 )); then use_variant "$name" a; else use_variant "$name" b; fi
     echo "$gen" >>"$dir/hups"
     kill -HUP "${MASTER[$name]}"
@@ -143,7 +145,7 @@ end_to_end() {   # end_to_end STDERR_LOG
 
 start_upstream
 preflight
-print_header "Tollgate reload bench" "ROUTES=$ROUTES TIME_RELOADS=$TIME_RELOADS MEM_RELOADS=$MEM_RELOADS LOAD_RELOADS=$LOAD_RELOADS DURATION=${DURATION}s WARMUP=${WARMUP}s CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS (gateway -w 1 on core 0, upstream + wrk + load on core 1)"
+print_header "Tollgate reload bench" "ROUTES=$ROUTES TIME_RELOADS=$TIME_RELOADS MEM_RELOADS=$MEM_RELOADS LOAD_RELOADS=$LOAD_RELOADS PAIRS=$PAIRS WINDOW=${WINDOW}s WARMUP=${WARMUP}s CONNECTIONS=$CONNECTIONS (gateway -w 1 on core 0, upstream + wrk + load on core 1)"
 echo
 
 # ---------------------------------------------------------------- (a) reload time
@@ -182,89 +184,107 @@ A_MED=$a_med A_MAX=$a_max A_CPU_MED=$c_med
 fi
 
 # ---------------------------------------------------------------- (b) throughput with a reload every second
-reload_loop() {   # reload_loop NAME SECONDS MASTER: a reload (next variant + SIGHUP) every second, in the background
-    local name=$1 secs=$2 i
-    for (( i=1; i<=secs; i++ )); do
-        sleep 1
+# Interleaved windows: PAIRS pairs of WINDOW-second wrk runs on the same warm gateway, one without
+# reloads and one with a reload at the start of each of its seconds, in the order plain, reload,
+# reload, plain, plain, reload... Each pair's own change is one sample. This VM's speed drifts by
+# 10-20 % over minutes, which long rounds mistook for the reloads' cost; within a pair, seconds
+# apart, the drift is small, and the alternating order makes a steady drift cancel over the pairs.
+count_reloads() { grep -c "configuration reloaded" "$T/$1/stderr.log" || true; }
+reload_ticks() {   # reload_ticks NAME SECONDS MASTER: a reload (next variant + SIGHUP) now and then every second
+    local name=$1 secs=$2 i t0=${EPOCHREALTIME/,/.} now wait_s
+    for (( i=0; i<secs; i++ )); do
+        now=${EPOCHREALTIME/,/.}
+        wait_s=$(awk -v a="$t0" -v b="$now" -v i="$i" 'BEGIN { w = a + i - b; printf "%.3f", (w > 0 ? w : 0) }')
+        sleep "$wait_s"
         if (( i % 2 )); then use_variant "$name" b; else use_variant "$name" a; fi
         echo "loop" >>"$T/$name/hups"
         kill -HUP "$3" 2>/dev/null || return 0
     done
 }
-count_reloads() { grep -c "configuration reloaded" "$T/$1/stderr.log" || true; }
 
-declare -A B_RELOADS MCPU GWCPU10K
-# one bench_one run with the master's CPU read around it; GWCPU10K: worker + master CPU s per 10k requests
-bench_run() {   # bench_run KEY ROUND PORT MASTER WORKER
-    local m0 m1 key="$1#$2"
-    m0=$(cpu_ticks "$4")
-    bench_one "$@"
-    m1=$(cpu_ticks "$4")
-    MCPU[$key]=$(awk -v d="$(( m1 - m0 ))" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", d / hz }')
-    GWCPU10K[$key]=$(awk -v w="${CPUS[$key]}" -v m="${MCPU[$key]}" -v n="${REQS[$key]}" \
-        'BEGIN { printf "%.4f", (n > 0 ? (w + m) / n * 10000 : 0) }')
-    echo "    master CPU ${MCPU[$key]} s; worker + master CPU per 10k requests ${GWCPU10K[$key]} s"
-}
-bench_pair() {   # bench_pair NAME PORT MASTER WORKER
-    local name=$1 port=$2 master=$3 worker=$4 round r0 lp
-    for (( round=1; round<=ROUNDS; round++ )); do
-        bench_run "$name-plain" "$round" "$port" "$master" "$worker"
-        r0=$(count_reloads "$name")
-        reload_loop "$name" $(( WARMUP + DURATION + 1 )) "$master" &
+# window NAME KIND PORT MASTER WORKER: one WINDOW-second wrk run (reloads with KIND=reload); appends
+# "req/s worker-CPU-s-per-10k-requests reloads p99-ms non2xx sockerr core0-busy% core0-steal%" to $T/NAME/KIND.txt
+window() {
+    local name=$1 kind=$2 port=$3 master=$4 worker=$5 out="$T/runs/$1.$2.$(( ++WINDOWS ))" lp="" r0 c0 c1 k0 k0b n reqs rps p99 non2xx sockerr
+    r0=$(count_reloads "$name")
+    k0=$(core_ticks 0)
+    c0=$(cpu_ticks "$worker") || die "$name: worker $worker is gone"
+    if [[ $kind == reload ]]; then
+        reload_ticks "$name" "$WINDOW" "$master" &
         lp=$!
         PIDS+=("$lp")
-        bench_run "$name-reload" "$round" "$port" "$master" "$worker"
-        kill "$lp" 2>/dev/null || true
+    fi
+    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${WINDOW}s" --latency "http://127.0.0.1:$port/" >"$out" 2>&1 \
+        || die "$name: wrk failed: $(cat "$out")"
+    c1=$(cpu_ticks "$worker") || die "$name: worker $worker died during a window"
+    k0b=$(core_ticks 0)
+    if [[ -n $lp ]]; then
         wait "$lp" 2>/dev/null || true
-        B_RELOADS[$name#$round]=$(( $(count_reloads "$name") - r0 ))
-        echo "    reloads during the warm-up + measured run: ${B_RELOADS[$name#$round]}"
+        settle "$name" >/dev/null   # every reload of this window built and logged before the next window
+    fi
+    n=$(( $(count_reloads "$name") - r0 ))
+    read -r reqs _ rps _ p99 non2xx sockerr < <(parse_wrk "$out")
+    echo "$rps $(awk -v d="$(( c1 - c0 ))" -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN { printf "%.4f", (n > 0 ? d / hz / n * 10000 : 0) }') $n $p99 $non2xx $sockerr $(busy_pct "$k0" "$k0b") $(tick_pct "$k0" "$k0b" 2)" >>"$T/$name/$kind.txt"
+}
+
+# interleave NAME PORT MASTER WORKER: PAIRS pairs of windows; prints one line per pair
+interleave() {
+    local name=$1 i first second
+    : >"$T/$name/plain.txt"; : >"$T/$name/reload.txt"
+    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" "http://127.0.0.1:$2/" >/dev/null 2>&1 || die "$name: wrk warm-up failed"
+    printf '    %-5s %11s %11s %8s %9s %9s %8s %8s %8s %8s\n' pair 'req/s plain' 'req/s rel.' change \
+        'CPU/10k' 'CPU/10k' reloads 'p99 pl.' 'p99 rel' 'steal %'
+    for (( i=1; i<=PAIRS; i++ )); do
+        if (( i % 2 )); then first=plain second=reload; else first=reload second=plain; fi
+        window "$name" "$first" "$2" "$3" "$4"
+        window "$name" "$second" "$2" "$3" "$4"
+        paste -d' ' <(sed -n "${i}p" "$T/$name/plain.txt") <(sed -n "${i}p" "$T/$name/reload.txt") |
+            awk -v i="$i" '{ printf "    %-5s %11s %11s %+7.1f%% %9s %9s %8s %8s %8s %4s/%-3s\n", i, $1, $9, 100 * ($9 - $1) / $1,
+                $2, $10, $11, $4, $12, $8, $16 }'
     done
 }
 
+# summarize NAME: "n mean-change ci95-halfwidth median-change cpu-mean-change non2xx+sockerr reloads-min"
+summarize() {
+    local med
+    med=$(paste -d' ' "$T/$1/plain.txt" "$T/$1/reload.txt" | awk '{ printf "%.3f\n", 100 * ($9 - $1) / $1 }' | sort -g |
+        awk '{ v[NR] = $1 } END { printf "%+.1f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+    paste -d' ' "$T/$1/plain.txt" "$T/$1/reload.txt" | awk -v med="$med" '
+        { n++; d[n] = 100 * ($9 - $1) / $1; s += d[n]; c += 100 * ($10 - $2) / $2; e += $5 + $6 + $13 + $14
+          if (n == 1 || $11 < rmin) rmin = $11 }
+        END {
+            m = s / n; for (i = 1; i <= n; i++) v += (d[i] - m) ^ 2
+            sd = (n > 1 ? sqrt(v / (n - 1)) : 0)
+            # two-sided 95 % Student t quantiles for n - 1 degrees of freedom (1.96 past 30)
+            split("12.71 4.30 3.18 2.78 2.57 2.45 2.36 2.31 2.26 2.23 2.20 2.18 2.16 2.14 2.13 2.12 2.11 2.10 2.09 2.09 2.08 2.07 2.07 2.06 2.06 2.06 2.05 2.05 2.05 2.04", tq, " ")
+            t = (n - 1 >= 1 && n - 1 <= 30 ? tq[n - 1] : 1.96)
+            printf "%d %+.1f %.1f %s %+.1f %d %d\n", n, m, (n > 1 ? t * sd / sqrt(n) : 0), med, c / n, e, rmin }'
+}
+
+declare -A B_N B_MEAN B_CI B_MED B_CPU B_ERR B_RMIN
 if [[ $PARTS == *b* ]]; then
+WINDOWS=0
 echo
-echo "==== (b) throughput: GET / (proxied to the upstream) through one worker, ${DURATION}s, $CONNECTIONS connections, without reloads and with one every second"
-bench_pair big "$BIG_PORT" "$BIG_MASTER" "$BIG_WORKER"
+echo "==== (b) throughput: GET / (proxied to the upstream) through one worker, $CONNECTIONS connections, $PAIRS pairs of ${WINDOW}-s windows"
+echo "     (without reloads / with a reload at the start of each second; order plain-reload, reload-plain, ...)"
+echo "CPU/10k: worker CPU seconds per 10,000 requests (build and closer threads included); steal: % of core 0, plain/reload"
+echo "-- $ROUTES routes"
+interleave big "$BIG_PORT" "$BIG_MASTER" "$BIG_WORKER"
 check_worker big "$BIG_MASTER" "$BIG_WORKER"
-settle big
 
 small_config small
 start_tollgate small
 SMALL_MASTER=$TG_MASTER SMALL_WORKER=$TG_WORKER SMALL_PORT=$TG_PORT
 MASTER[small]=$TG_MASTER WORKER[small]=$TG_WORKER
 wait_http "http://127.0.0.1:$SMALL_PORT/" || die "the one-route gateway does not answer 200"
-bench_pair small "$SMALL_PORT" "$SMALL_MASTER" "$SMALL_WORKER"
+echo "-- control: 1 route (bench/run.sh's config; a reload costs ~1 ms)"
+interleave small "$SMALL_PORT" "$SMALL_MASTER" "$SMALL_WORKER"
 check_worker small "$SMALL_MASTER" "$SMALL_WORKER"
 kill -TERM "$SMALL_MASTER" 2>/dev/null || true
-
-echo
-row() { printf '%-22s %11s %11s %8s %11s %11s %8s %9s %9s %7s %7s\n' "$@"; }
-pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%+.1f%%", 100 * (b - a) / a; else print "n/a" }'; }
-echo "req/s: wrk; CPU/10k: worker + master CPU seconds per 10,000 requests (less sensitive than req/s to other load on core 0)"
-row config 'req/s plain' 'req/s rel.' change 'CPU/10k pl.' 'CPU/10k rel' change 'p99 plain' 'p99 rel.' non-2xx sockerr
-declare -A B_CHANGE B_CPU_CHANGE B_PAIRED
 for name in big small; do
-    label=$([[ $name == big ]] && echo "$ROUTES routes" || echo "1 route (run.sh)")
-    for (( round=1; round<=ROUNDS; round++ )); do
-        p="$name-plain#$round" q="$name-reload#$round"
-        row "$label$(multi " #$round")" "${RPS[$p]}" "${RPS[$q]}" "$(pct "${RPS[$p]}" "${RPS[$q]}")" \
-            "${GWCPU10K[$p]}" "${GWCPU10K[$q]}" "$(pct "${GWCPU10K[$p]}" "${GWCPU10K[$q]}")" \
-            "${P99[$p]}" "${P99[$q]}" "$(( NON2XX[$p] + NON2XX[$q] ))" "$(( SOCKERR[$p] + SOCKERR[$q] ))"
-    done
-    mp=$(median "$name-plain" RPS) mq=$(median "$name-reload" RPS)
-    cp_=$(median "$name-plain" GWCPU10K) cq=$(median "$name-reload" GWCPU10K)
-    B_CHANGE[$name]=$(awk -v a="$mp" -v b="$mq" 'BEGIN { printf "%+.1f", 100 * (b - a) / a }')
-    B_CPU_CHANGE[$name]=$(awk -v a="$cp_" -v b="$cq" 'BEGIN { printf "%+.1f", 100 * (b - a) / a }')
-    if (( ROUNDS > 1 )); then
-        row "$label median" "$mp" "$mq" "${B_CHANGE[$name]}%" "$cp_" "$cq" "${B_CPU_CHANGE[$name]}%" "" "" "" ""
-    fi
-    # the median of each round's own change: a drift of the machine's speed over the run
-    # moves both halves of a round alike, so this is steadier than the change of the medians
-    B_PAIRED[$name]=$(for (( round=1; round<=ROUNDS; round++ )); do
-        awk -v a="${RPS[$name-plain#$round]}" -v b="${RPS[$name-reload#$round]}" 'BEGIN { printf "%.2f\n", 100 * (b - a) / a }'
-    done | sort -g | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%+.1f", m }')
+    read -r B_N[$name] B_MEAN[$name] B_CI[$name] B_MED[$name] B_CPU[$name] B_ERR[$name] B_RMIN[$name] < <(summarize "$name")
 done
-disturbance_warnings big-plain big-reload small-plain small-reload
+settle big
 fi
 
 # ---------------------------------------------------------------- (c) memory over many reloads
@@ -344,13 +364,17 @@ if [[ $PARTS == *a* ]]; then
 echo "(a) reload of $ROUTES routes per worker: median $A_MED ms, max $A_MAX ms (target < 50 ms): $(verdict "$(awk -v m="$A_MED" 'BEGIN { print (m < 50) ? 1 : 0 }')")"
 fi
 if [[ $PARTS == *b* ]]; then
-within5() { verdict "$(awk -v c="$1" 'BEGIN { print (c > -5 && c < 5) ? 1 : 0 }')"; }
-echo "(b) req/s with a reload every second vs without (medians): $ROUTES routes ${B_CHANGE[big]}% ($(within5 "${B_CHANGE[big]}")), 1 route ${B_CHANGE[small]}% ($(within5 "${B_CHANGE[small]}")) (target within 5 %)"
-echo "    median of the rounds' own changes: $ROUTES routes ${B_PAIRED[big]}%, 1 route ${B_PAIRED[small]}%"
+# met when the whole 95 % interval of the mean change lies within 5 % of no change
+within5() { verdict "$(awk -v m="$1" -v h="$2" 'BEGIN { print (m - h > -5 && m + h < 5) ? 1 : 0 }')"; }
+for name in big small; do
+    label=$([[ $name == big ]] && echo "$ROUTES routes" || echo "1 route (control)")
+    echo "(b) $label: req/s with a reload every second vs without, over ${B_N[$name]} pairs: mean ${B_MEAN[$name]}% ± ${B_CI[$name]} (95 %)," \
+        "median ${B_MED[$name]}%; worker CPU per request ${B_CPU[$name]}%; fewest reloads in a window ${B_RMIN[$name]} of $WINDOW;" \
+        "non-2xx + socket errors ${B_ERR[$name]}$([[ $name == big ]] && echo " (target within 5 %): $(within5 "${B_MEAN[$name]}" "${B_CI[$name]}")")"
+done
 if [[ -n ${A_CPU_MED:-} ]]; then
     echo "    by accounting: a reload's own CPU ((a), median) is $A_CPU_MED ms, $(awk -v c="$A_CPU_MED" 'BEGIN { printf "%.1f", c / 10 }') % of the worker's core at one a second (closing the old generation adds a few ms)"
 fi
-echo "    worker + master CPU per request: $ROUTES routes ${B_CPU_CHANGE[big]}%, 1 route ${B_CPU_CHANGE[small]}%"
 fi
 if [[ $PARTS == *c* ]]; then
 echo "(c) worker RSS after reload 1: $C_FIRST KB, after reload $MEM_RELOADS: $C_LAST KB, $(( C_LAST - C_FIRST )) KB (target within 5120 KB): $(verdict $(( C_LAST - C_FIRST < 5120 && C_FIRST - C_LAST < 5120 )))"
