@@ -2,7 +2,7 @@
 # bench/reload-cost.sh: what a reload of the ROUTES-route config costs the worker, in instructions
 # (callgrind: exact, whatever the machine's speed), under load and idle.
 #
-#   make && ./bench/reload-cost.sh        # ~3 min; needs valgrind (make bench-deps installs it)
+#   make && ./bench/reload-cost.sh [--quick]   # ~4 min; needs valgrind (make bench-deps installs it)
 #
 # Four gateways, one after the other, each run under callgrind from start to exit: started and
 # stopped; N proxied requests; the same N requests with K reloads during them; K reloads and no
@@ -17,40 +17,22 @@
 # so "a reload costs as much as N requests" is in instructions, not in time.
 #
 # Environment: ROUTES (1000), N (12000), K (10), TOLLGATE (build/tollgate), KEEP_TMP=1.
-# Requests: curl on one keep-alive connection (its URL ranges); the upstream: nginx. Everything on
-# 127.0.0.1, every process stopped by PID.
+# --quick: N=4000 K=4 unless set (rougher: about ±5 M a reload instead of ±2 M).
+# Requests: curl on one keep-alive connection (its URL ranges); the upstream: bench/lib.sh's nginx.
+# Everything on 127.0.0.1, every process stopped by PID.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROUTES=${ROUTES:-1000} N=${N:-12000} K=${K:-10}
-TOLLGATE=${TOLLGATE:-build/tollgate}
-TOLLGATE=$(realpath "$TOLLGATE")
-for tool in valgrind callgrind_annotate nginx curl luajit; do
-    command -v "$tool" >/dev/null || { echo "reload-cost.sh: $tool is missing (make bench-deps)" >&2; exit 1; }
-done
-[[ -x $TOLLGATE ]] || { echo "reload-cost.sh: no $TOLLGATE (make)" >&2; exit 1; }
-T=$(mktemp -d /tmp/tollgate-reload-cost.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    if [[ ${KEEP_TMP:-0} == 1 ]]; then echo "kept $T"; else rm -rf "$T"; fi
-}
-trap cleanup EXIT
+PROG=reload-cost.sh
 
-free_port() { luajit -e 'local s = require("socket").bind("127.0.0.1", 0); local _, p = s:getsockname(); print(p); s:close()'; }
-UP=$(free_port)
-mkdir -p "$T/up"
-cat >"$T/up/nginx.conf" <<EOF
-daemon off; worker_processes 1; error_log $T/up/error.log; pid $T/up/nginx.pid;
-events { worker_connections 1024; }
-http { access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
-  client_body_temp_path $T/up; proxy_temp_path $T/up; fastcgi_temp_path $T/up; uwsgi_temp_path $T/up; scgi_temp_path $T/up;
-  server { listen 127.0.0.1:$UP; location / { default_type text/plain; return 200 "hello from upstream\n"; } } }
-EOF
-nginx -p "$T/up" -c "$T/up/nginx.conf" &
-PIDS+=($!)
-for v in a b; do luajit spec/04-reload/routes.lua "$ROUTES" "$UP" "$v" "watch: false" >"$T/$v.yml"; done
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_args "$@"
+if [[ $QUICK == 1 ]]; then N=${N:-4000} K=${K:-4}; fi
+ROUTES=${ROUTES:-1000} N=${N:-12000} K=${K:-10}
+KEEP_TMP=${KEEP_TMP:-0}
+bench_setup valgrind callgrind_annotate
+TOLLGATE=$(realpath "$TOLLGATE")
+start_upstream
+for v in a b; do luajit spec/04-reload/routes.lua "$ROUTES" "$UP_PORT" "$v" "watch: false" >"$T/$v.yml"; done
 
 # one NAME NREQ NRELOADS: a gateway under callgrind; appends "NAME requests reloads instructions"
 one() {
@@ -64,17 +46,17 @@ one() {
     for (( i=0; i<1200; i++ )); do
         port=$(sed -n 's/.*listening on http:\/\/.*:\([0-9][0-9]*\).*/\1/p' "$dir/err.log" | head -1)
         [[ -n $port ]] && curl -sf -o /dev/null "http://127.0.0.1:$port/" && break
-        kill -0 "$master" 2>/dev/null || { echo "$name: the gateway exited: $(tail -3 "$dir/err.log")" >&2; exit 1; }
+        kill -0 "$master" 2>/dev/null || die "$name: the gateway exited: $(tail -3 "$dir/err.log")"
         sleep 0.1
     done
-    worker=$(pgrep -P "$master" | head -1)
+    worker=$(wait_child "$master") || die "$name: no worker: $(tail -3 "$dir/err.log")"
     reload() {   # the next variant by a rename, SIGHUP, then wait for the worker's line
         gen=$(( gen + 1 ))
         if (( gen % 2 )); then cp "$T/a.yml" "$dir/.next"; else cp "$T/b.yml" "$dir/.next"; fi
         mv "$dir/.next" "$dir/gateway.config.yml"
         kill -HUP "$master"
         until grep -q "configuration reloaded (generation $gen)" "$dir/err.log"; do
-            kill -0 "$worker" 2>/dev/null || { echo "$name: the worker died" >&2; exit 1; }
+            kill -0 "$worker" 2>/dev/null || die "$name: the worker died"
             sleep 0.05
         done
     }
@@ -87,13 +69,13 @@ one() {
         for (( i=0; i<nrel; i++ )); do reload; done
         wait "$client"
         reqs=$(grep -c '^200$' "$dir/codes.txt" || true)
-        (( reqs == nreq )) || { echo "$name: $reqs of $nreq requests got 200" >&2; exit 1; }
+        (( reqs == nreq )) || die "$name: $reqs of $nreq requests got 200"
     else
         for (( i=0; i<nrel; i++ )); do reload; done
     fi
     kill -TERM "$master"
     wait "$master" 2>/dev/null || true
-    [[ -s $dir/cg.$worker ]] || { echo "$name: no callgrind output for worker $worker" >&2; exit 1; }
+    [[ -s $dir/cg.$worker ]] || die "$name: no callgrind output for worker $worker"
     echo "$name $reqs $(( gen - 1 )) $(callgrind_annotate "$dir/cg.$worker" 2>/dev/null |
         awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')" >>"$T/runs.txt"
 }
